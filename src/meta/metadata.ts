@@ -1,0 +1,719 @@
+// The metadata store: SQLite (WAL) via better-sqlite3-multiple-ciphers. Reads are direct
+// prepared-statement queries; writes only ever go through apply(command).
+import Database from 'better-sqlite3-multiple-ciphers';
+import { existsSync } from 'node:fs';
+import { FsError } from '../fs/types.ts';
+import type { AttrChange, Command, ExtentRef, FileUpdate, NewChunk } from './commands.ts';
+import { MAGIC, SCHEMA, SCHEMA_VERSION } from './schema.ts';
+
+export const ROOT_INO = 1;
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
+
+export interface InodeRow {
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  rdev: number;
+  atime: bigint;
+  mtime: bigint;
+  ctime: bigint;
+  target: Buffer | null;
+}
+
+export interface ExtentRow {
+  off: number;
+  len: number;
+  chunk: number;
+  chunkOff: number;
+}
+
+export interface ChunkRow {
+  id: number;
+  hash: Buffer;
+  segment: number;
+  off: number;
+  storedLen: number;
+  plainLen: number;
+  refs: number;
+  height: number;
+}
+
+export interface SegmentRow {
+  row: number;
+  height: number;
+  bytes: number;
+  live: number;
+  state: number;
+}
+
+export class MetadataError extends Error {}
+
+export interface OpenOptions {
+  /** Hex key for SQLite3MultipleCiphers; omitted for unencrypted volumes. */
+  hexKey?: string;
+  create?: boolean;
+  readonly?: boolean;
+}
+
+type Row = Record<string, unknown>;
+
+function isDir(mode: number): boolean {
+  return (mode & S_IFMT) === S_IFDIR;
+}
+
+export class Metadata {
+  readonly db: Database.Database;
+  private readonly st: Record<string, Database.Statement>;
+  private readonly tx: (cmd: Command) => unknown;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+    const p = (sql: string) => db.prepare(sql);
+    const big = (sql: string) => db.prepare(sql).safeIntegers(true);
+    this.st = {
+      getConfig: p('SELECT value FROM config WHERE key = ?'),
+      setConfig: p('INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      getInode: big('SELECT * FROM inodes WHERE ino = ?'),
+      insInode: p('INSERT INTO inodes (ino, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, target) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)'),
+      delInode: p('DELETE FROM inodes WHERE ino = ?'),
+      setNlink: p('UPDATE inodes SET nlink = ?, ctime = ? WHERE ino = ?'),
+      addNlink: p('UPDATE inodes SET nlink = nlink + ? WHERE ino = ?'),
+      touchDir: p('UPDATE inodes SET mtime = ?, ctime = ? WHERE ino = ?'),
+      touchCtime: p('UPDATE inodes SET ctime = ? WHERE ino = ?'),
+      setAttrs: p('UPDATE inodes SET mode = ?, uid = ?, gid = ?, size = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?'),
+      setSizeMtime: p('UPDATE inodes SET size = ?, mtime = ?, ctime = ? WHERE ino = ?'),
+      lookup: p('SELECT ino FROM dirents WHERE parent = ? AND name = ?'),
+      insDirent: p('INSERT INTO dirents (parent, name, ino, cookie) VALUES (?, ?, ?, ?)'),
+      delDirent: p('DELETE FROM dirents WHERE parent = ? AND name = ?'),
+      setDirentIno: p('UPDATE dirents SET ino = ? WHERE parent = ? AND name = ?'),
+      anyChild: p('SELECT 1 FROM dirents WHERE parent = ? LIMIT 1'),
+      parentOf: p('SELECT parent FROM dirents WHERE ino = ? LIMIT 1'),
+      readdir: p('SELECT d.name, d.ino, d.cookie, i.mode FROM dirents d JOIN inodes i ON i.ino = d.ino WHERE d.parent = ? AND d.cookie > ? ORDER BY d.cookie LIMIT ?'),
+      countChildren: p('SELECT count(*) AS n FROM dirents WHERE parent = ?'),
+      extAt: p('SELECT off, len, chunk, chunk_off AS chunkOff FROM extents WHERE ino = ? AND off <= ? ORDER BY off DESC LIMIT 1'),
+      extAfter: p('SELECT off, len, chunk, chunk_off AS chunkOff FROM extents WHERE ino = ? AND off > ? AND off < ? ORDER BY off'),
+      extAll: p('SELECT off, len, chunk, chunk_off AS chunkOff FROM extents WHERE ino = ? ORDER BY off'),
+      extFrom: p('SELECT off, len, chunk, chunk_off AS chunkOff FROM extents WHERE ino = ? AND off >= ? ORDER BY off'),
+      insExt: p('INSERT INTO extents (ino, off, len, chunk, chunk_off) VALUES (?, ?, ?, ?, ?)'),
+      delExt: p('DELETE FROM extents WHERE ino = ? AND off = ?'),
+      delExtAll: p('DELETE FROM extents WHERE ino = ?'),
+      chunkByHash: p('SELECT c.id, c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, c.refs, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.hash = ?'),
+      chunkById: p('SELECT c.id, c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, c.refs, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.id = ?'),
+      chunkIdByHash: p('SELECT id FROM chunks WHERE hash = ?'),
+      insChunk: p('INSERT INTO chunks (hash, segment, off, stored_len, plain_len, refs) VALUES (?, ?, ?, ?, ?, 0)'),
+      addRef: p('UPDATE chunks SET refs = refs + ? WHERE id = ?'),
+      insSegment: p('INSERT INTO segments (row, height, bytes, live) VALUES (?, ?, ?, ?)'),
+      xget: p('SELECT value FROM xattrs WHERE ino = ? AND name = ?'),
+      xset: p('INSERT INTO xattrs (ino, name, value) VALUES (?, ?, ?) ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value'),
+      xdel: p('DELETE FROM xattrs WHERE ino = ? AND name = ?'),
+      xlist: p('SELECT name FROM xattrs WHERE ino = ? ORDER BY name'),
+      xdelAll: p('DELETE FROM xattrs WHERE ino = ?'),
+      addOrphan: p('INSERT OR IGNORE INTO orphans (ino) VALUES (?)'),
+      delOrphan: p('DELETE FROM orphans WHERE ino = ?'),
+      orphans: p('SELECT ino FROM orphans'),
+      usedRows: p('SELECT row FROM segments'),
+    };
+    this.tx = db.transaction((cmd: Command) => this.dispatch(cmd));
+  }
+
+  static open(path: string, o: OpenOptions = {}): Metadata {
+    const exists = existsSync(path);
+    if (!exists && !o.create) throw new MetadataError(`metadata database ${path} is missing`);
+    if (exists && o.create) throw new MetadataError(`metadata database ${path} already exists`);
+    let db: Database.Database;
+    try {
+      db = new Database(path, { readonly: o.readonly ?? false, fileMustExist: !o.create });
+    } catch (e) {
+      throw new MetadataError(`cannot open metadata database ${path}: ${(e as Error).message}`);
+    }
+    try {
+      if (o.hexKey) {
+        db.pragma(`cipher = 'chacha20'`);
+        db.pragma(`hexkey = '${o.hexKey}'`);
+      }
+      if (o.create) {
+        db.pragma('journal_mode = WAL');
+        db.exec(SCHEMA);
+      }
+      // Reading the schema is what tells a wrong key or a foreign file apart from ours.
+      const row = db.prepare(`SELECT value FROM config WHERE key = 'magic'`).get() as Row | undefined;
+      if (!o.create && row?.value !== MAGIC) throw new Error('not a hoardfs metadata database');
+      if (!o.readonly) db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = OFF');
+      db.pragma('cache_size = -65536');
+      db.pragma('wal_autocheckpoint = 4000');
+    } catch (e) {
+      db.close();
+      const msg = (e as Error).message;
+      if (/file is not a database|not a hoardfs|no such table/i.test(msg)) {
+        throw new MetadataError(
+          `${path} is not a readable hoardfs metadata database (damaged, foreign, or the wrong key); ` +
+            `if it is damaged, run 'hoardfs restore-metadata'`,
+        );
+      }
+      throw new MetadataError(`cannot open metadata database ${path}: ${msg}`);
+    }
+    const m = new Metadata(db);
+    if (o.create) m.initialize();
+    else {
+      const v = Number(m.config('schema_version'));
+      if (v !== SCHEMA_VERSION) {
+        m.close();
+        throw new MetadataError(`metadata schema version ${v} is not supported (this hoardfs reads version ${SCHEMA_VERSION})`);
+      }
+    }
+    return m;
+  }
+
+  private initialize(): void {
+    const now = BigInt(Date.now()) * 1_000_000n;
+    this.db.transaction(() => {
+      this.st.setConfig.run('magic', MAGIC);
+      this.st.setConfig.run('schema_version', SCHEMA_VERSION);
+      this.st.setConfig.run('next_ino', ROOT_INO + 1);
+      this.st.setConfig.run('next_cookie', 3); // 1 and 2 are "." and ".."
+      this.st.setConfig.run('applied', 0);
+      this.st.insInode.run(ROOT_INO, S_IFDIR | 0o755, 0, 0, 2, 0, now, now, now, null);
+    })();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  config(key: string): unknown {
+    return (this.st.getConfig.get(key) as Row | undefined)?.value;
+  }
+
+  /** Applies one command in one transaction; throws FsError (nothing changed) when it does not apply. */
+  apply<T = unknown>(cmd: Command, durable = false): T {
+    if (durable) this.db.pragma('synchronous = FULL');
+    try {
+      return this.tx(cmd) as T;
+    } finally {
+      if (durable) this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  /** Makes every commit so far durable (fsyncdir, syncfs). */
+  sync(): void {
+    this.apply({ op: 'setConfig', key: 'synced', value: null }, true);
+  }
+
+  // ---- reads ----
+
+  inode(ino: number): InodeRow | undefined {
+    const r = this.st.getInode.get(ino) as Row | undefined;
+    if (!r) return undefined;
+    return {
+      ino: Number(r.ino),
+      mode: Number(r.mode),
+      uid: Number(r.uid),
+      gid: Number(r.gid),
+      nlink: Number(r.nlink),
+      size: Number(r.size),
+      rdev: Number(r.rdev),
+      atime: r.atime as bigint,
+      mtime: r.mtime as bigint,
+      ctime: r.ctime as bigint,
+      target: (r.target as Buffer | null) ?? null,
+    };
+  }
+
+  lookup(parent: number, name: Buffer): number | undefined {
+    const r = this.st.lookup.get(parent, name) as Row | undefined;
+    return r ? (r.ino as number) : undefined;
+  }
+
+  parentOf(ino: number): number | undefined {
+    if (ino === ROOT_INO) return ROOT_INO;
+    const r = this.st.parentOf.get(ino) as Row | undefined;
+    return r ? (r.parent as number) : undefined;
+  }
+
+  readdir(dir: number, afterCookie: number, limit: number): { name: Buffer; ino: number; cookie: number; mode: number }[] {
+    return this.st.readdir.all(dir, afterCookie, limit) as { name: Buffer; ino: number; cookie: number; mode: number }[];
+  }
+
+  childCount(dir: number): number {
+    return (this.st.countChildren.get(dir) as Row).n as number;
+  }
+
+  /** Extents overlapping [start, end), in order. */
+  extents(ino: number, start: number, end: number): ExtentRow[] {
+    const out: ExtentRow[] = [];
+    const first = this.st.extAt.get(ino, start) as ExtentRow | undefined;
+    if (first && first.off + first.len > start) out.push(first);
+    for (const e of this.st.extAfter.all(ino, start, end) as ExtentRow[]) out.push(e);
+    return out;
+  }
+
+  allExtents(ino: number): ExtentRow[] {
+    return this.st.extAll.all(ino) as ExtentRow[];
+  }
+
+  chunkByHash(hash: Buffer): ChunkRow | undefined {
+    return this.st.chunkByHash.get(hash) as ChunkRow | undefined;
+  }
+
+  chunkById(id: number): ChunkRow | undefined {
+    return this.st.chunkById.get(id) as ChunkRow | undefined;
+  }
+
+  getxattr(ino: number, name: Buffer): Buffer | undefined {
+    return (this.st.xget.get(ino, name) as Row | undefined)?.value as Buffer | undefined;
+  }
+
+  listxattr(ino: number): Buffer[] {
+    return (this.st.xlist.all(ino) as Row[]).map((r) => r.name as Buffer);
+  }
+
+  orphans(): number[] {
+    return (this.st.orphans.all() as Row[]).map((r) => r.ino as number);
+  }
+
+  usedRows(): number[] {
+    return (this.st.usedRows.all() as Row[]).map((r) => r.row as number);
+  }
+
+  segments(): SegmentRow[] {
+    return this.db.prepare('SELECT row, height, bytes, live, state FROM segments ORDER BY row').all() as SegmentRow[];
+  }
+
+  chunksInSegment(row: number): ChunkRow[] {
+    return this.db
+      .prepare('SELECT c.id, c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, c.refs, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.segment = ? ORDER BY c.off')
+      .all(row) as ChunkRow[];
+  }
+
+  /** Paths of files whose data lives in any of the given chunks (for damage reports). */
+  filesUsingChunks(chunkIds: number[]): string[] {
+    const inos = new Set<number>();
+    const q = this.db.prepare('SELECT DISTINCT ino FROM extents WHERE chunk = ?');
+    for (const id of chunkIds) for (const r of q.all(id) as Row[]) inos.add(r.ino as number);
+    return [...inos].map((ino) => this.pathOf(ino)).sort();
+  }
+
+  pathOf(ino: number): string {
+    const parts: string[] = [];
+    let cur = ino;
+    for (let depth = 0; cur !== ROOT_INO && depth < 4096; depth++) {
+      const r = this.db.prepare('SELECT parent, name FROM dirents WHERE ino = ? LIMIT 1').get(cur) as Row | undefined;
+      if (!r) return `<inode ${ino}, unlinked>`;
+      parts.unshift((r.name as Buffer).toString());
+      cur = r.parent as number;
+    }
+    return '/' + parts.join('/');
+  }
+
+  stats(): { files: number; directories: number; logicalBytes: number; referencedBytes: number; storedBytes: number; uniqueBytes: number; chunks: number; segments: number; segmentBytes: number } {
+    const one = (sql: string) => (this.db.prepare(sql).get() as Row).v as number;
+    return {
+      files: one(`SELECT count(*) AS v FROM inodes WHERE (mode & ${S_IFMT}) = ${S_IFREG}`),
+      directories: one(`SELECT count(*) AS v FROM inodes WHERE (mode & ${S_IFMT}) = ${S_IFDIR}`),
+      logicalBytes: one(`SELECT coalesce(sum(size), 0) AS v FROM inodes WHERE (mode & ${S_IFMT}) = ${S_IFREG}`),
+      referencedBytes: one('SELECT coalesce(sum(len), 0) AS v FROM extents'),
+      uniqueBytes: one('SELECT coalesce(sum(plain_len), 0) AS v FROM chunks'),
+      storedBytes: one('SELECT coalesce(sum(stored_len), 0) AS v FROM chunks'),
+      chunks: one('SELECT count(*) AS v FROM chunks'),
+      segments: one('SELECT count(*) AS v FROM segments'),
+      segmentBytes: one('SELECT coalesce(sum(bytes), 0) AS v FROM segments'),
+    };
+  }
+
+  /** Refcounts, dangling references and orphans; with repair, fixes what can be fixed without data. */
+  check(repair: boolean): { problems: string[]; repaired: number } {
+    const problems: string[] = [];
+    let repaired = 0;
+    const wrongRefs = this.db
+      .prepare('SELECT c.id, c.refs, (SELECT count(*) FROM extents e WHERE e.chunk = c.id) AS actual FROM chunks c WHERE c.refs != (SELECT count(*) FROM extents e WHERE e.chunk = c.id)')
+      .all() as Row[];
+    for (const r of wrongRefs) problems.push(`chunk ${r.id}: refcount ${r.refs}, but ${r.actual} extents reference it`);
+    const dangling = this.db.prepare('SELECT e.ino, e.off, e.chunk FROM extents e LEFT JOIN chunks c ON c.id = e.chunk WHERE c.id IS NULL').all() as Row[];
+    for (const r of dangling) problems.push(`inode ${r.ino} offset ${r.off}: references missing chunk ${r.chunk}`);
+    const noSegment = this.db.prepare('SELECT c.id, c.segment FROM chunks c LEFT JOIN segments s ON s.row = c.segment WHERE s.row IS NULL').all() as Row[];
+    for (const r of noSegment) problems.push(`chunk ${r.id}: in segment ${r.segment}, which is not allocated`);
+    const badDirents = this.db.prepare('SELECT d.parent, d.name, d.ino FROM dirents d LEFT JOIN inodes i ON i.ino = d.ino WHERE i.ino IS NULL').all() as Row[];
+    for (const r of badDirents) problems.push(`entry ${(r.name as Buffer).toString()} in directory ${r.parent}: points to missing inode ${r.ino}`);
+    const badLinks = this.db
+      .prepare(`SELECT i.ino, i.nlink, (SELECT count(*) FROM dirents d WHERE d.ino = i.ino) AS n FROM inodes i WHERE (i.mode & ${S_IFMT}) != ${S_IFDIR} AND i.nlink != (SELECT count(*) FROM dirents d WHERE d.ino = i.ino) AND i.ino NOT IN (SELECT ino FROM orphans)`)
+      .all() as Row[];
+    for (const r of badLinks) problems.push(`inode ${r.ino}: link count ${r.nlink}, but ${r.n} entries name it`);
+    const lost = this.db
+      .prepare(`SELECT i.ino FROM inodes i WHERE i.ino != ${ROOT_INO} AND NOT EXISTS (SELECT 1 FROM dirents d WHERE d.ino = i.ino) AND i.ino NOT IN (SELECT ino FROM orphans)`)
+      .all() as Row[];
+    for (const r of lost) problems.push(`inode ${r.ino}: not in any directory`);
+    if (repair && problems.length) {
+      this.db.transaction(() => {
+        for (const r of dangling) {
+          this.db.prepare('DELETE FROM extents WHERE ino = ? AND off = ?').run(r.ino, r.off);
+          repaired++;
+        }
+        for (const r of badDirents) {
+          this.st.delDirent.run(r.parent, r.name);
+          repaired++;
+        }
+        for (const r of lost) {
+          this.st.addOrphan.run(r.ino);
+          this.db.prepare('UPDATE inodes SET nlink = 0 WHERE ino = ?').run(r.ino);
+          repaired++;
+        }
+        for (const r of badLinks) {
+          this.db.prepare('UPDATE inodes SET nlink = ? WHERE ino = ?').run(r.n, r.ino);
+          repaired++;
+        }
+        this.db.exec('UPDATE chunks SET refs = (SELECT count(*) FROM extents e WHERE e.chunk = chunks.id)');
+        repaired += wrongRefs.length;
+      })();
+    }
+    return { problems, repaired };
+  }
+
+  // ---- command application ----
+
+  private counter(key: string): number {
+    const v = Number(this.config(key));
+    this.st.setConfig.run(key, v + 1);
+    return v;
+  }
+
+  private need(ino: number): InodeRow {
+    const i = this.inode(ino);
+    if (!i) throw new FsError('ENOENT');
+    return i;
+  }
+
+  private needDir(ino: number): InodeRow {
+    const i = this.need(ino);
+    if (!isDir(i.mode)) throw new FsError('ENOTDIR');
+    return i;
+  }
+
+  private dispatch(cmd: Command): unknown {
+    this.st.setConfig.run('applied', Number(this.config('applied')) + 1);
+    switch (cmd.op) {
+      case 'mknod':
+        return this.mknod(cmd);
+      case 'link': {
+        const parent = this.needDir(cmd.parent);
+        void parent;
+        const i = this.need(cmd.ino);
+        if (isDir(i.mode)) throw new FsError('EPERM');
+        if (i.nlink === 0) throw new FsError('ENOENT');
+        if (this.lookup(cmd.parent, cmd.name) !== undefined) throw new FsError('EEXIST');
+        this.st.insDirent.run(cmd.parent, cmd.name, cmd.ino, this.counter('next_cookie'));
+        this.st.setNlink.run(i.nlink + 1, cmd.now, cmd.ino);
+        this.st.touchDir.run(cmd.now, cmd.now, cmd.parent);
+        return undefined;
+      }
+      case 'unlink': {
+        this.needDir(cmd.parent);
+        const ino = this.lookup(cmd.parent, cmd.name);
+        if (ino === undefined) throw new FsError('ENOENT');
+        const i = this.need(ino);
+        if (isDir(i.mode)) throw new FsError('EISDIR');
+        this.st.delDirent.run(cmd.parent, cmd.name);
+        this.st.touchDir.run(cmd.now, cmd.now, cmd.parent);
+        return this.dropLink(i, cmd.now);
+      }
+      case 'rmdir': {
+        this.needDir(cmd.parent);
+        const ino = this.lookup(cmd.parent, cmd.name);
+        if (ino === undefined) throw new FsError('ENOENT');
+        const i = this.need(ino);
+        if (!isDir(i.mode)) throw new FsError('ENOTDIR');
+        if (this.st.anyChild.get(ino)) throw new FsError('ENOTEMPTY');
+        this.st.delDirent.run(cmd.parent, cmd.name);
+        this.st.addNlink.run(-1, cmd.parent);
+        this.st.touchDir.run(cmd.now, cmd.now, cmd.parent);
+        this.st.setNlink.run(0, cmd.now, ino);
+        this.st.addOrphan.run(ino);
+        return ino;
+      }
+      case 'rename':
+        return this.rename(cmd);
+      case 'setattr':
+        return this.setattr(cmd.ino, cmd.set, cmd.now);
+      case 'setxattr': {
+        this.need(cmd.ino);
+        const exists = this.st.xget.get(cmd.ino, cmd.name) !== undefined;
+        if (cmd.flags & XATTR_CREATE && exists) throw new FsError('EEXIST');
+        if (cmd.flags & XATTR_REPLACE && !exists) throw new FsError('ENODATA');
+        this.st.xset.run(cmd.ino, cmd.name, cmd.value);
+        this.st.touchCtime.run(cmd.now, cmd.ino);
+        return undefined;
+      }
+      case 'removexattr': {
+        this.need(cmd.ino);
+        if (this.st.xdel.run(cmd.ino, cmd.name).changes === 0) throw new FsError('ENODATA');
+        this.st.touchCtime.run(cmd.now, cmd.ino);
+        return undefined;
+      }
+      case 'write':
+        return this.write(cmd.segments, cmd.chunks, cmd.files, cmd.now);
+      case 'purge':
+        return this.purge(cmd.ino);
+      case 'gc':
+        return this.gc(cmd.snapshotGeneration);
+      case 'freeSegments': {
+        const del = this.db.prepare('DELETE FROM segments WHERE row = ? AND state = 2');
+        let n = 0;
+        for (const r of cmd.rows) n += del.run(r).changes;
+        return n;
+      }
+      case 'moveChunks': {
+        for (const s of cmd.segments) this.st.insSegment.run(s.row, s.height, s.bytes, 0);
+        const get = this.db.prepare('SELECT id, segment, stored_len FROM chunks WHERE hash = ?');
+        const upd = this.db.prepare('UPDATE chunks SET segment = ?, off = ?, stored_len = ? WHERE id = ?');
+        const live = this.db.prepare('UPDATE segments SET live = live + ? WHERE row = ?');
+        for (const m of cmd.moves) {
+          const c = get.get(m.hash) as Row | undefined;
+          if (!c) continue;
+          live.run(-(c.stored_len as number), c.segment);
+          upd.run(m.segment, m.off, m.storedLen, c.id);
+          live.run(m.storedLen, m.segment);
+        }
+        return undefined;
+      }
+      case 'setConfig':
+        this.st.setConfig.run(cmd.key, cmd.value);
+        return undefined;
+    }
+  }
+
+  private mknod(cmd: Extract<Command, { op: 'mknod' }>): number {
+    const parent = this.needDir(cmd.parent);
+    if (parent.nlink === 0) throw new FsError('ENOENT');
+    if (this.lookup(cmd.parent, cmd.name) !== undefined) throw new FsError('EEXIST');
+    const ino = this.counter('next_ino');
+    const dir = isDir(cmd.mode);
+    this.st.insInode.run(ino, cmd.mode, cmd.uid, cmd.gid, dir ? 2 : 1, cmd.rdev, cmd.now, cmd.now, cmd.now, cmd.target ?? null);
+    if (cmd.target) this.db.prepare('UPDATE inodes SET size = ? WHERE ino = ?').run(cmd.target.length, ino);
+    this.st.insDirent.run(cmd.parent, cmd.name, ino, this.counter('next_cookie'));
+    if (dir) this.st.addNlink.run(1, cmd.parent);
+    this.st.touchDir.run(cmd.now, cmd.now, cmd.parent);
+    return ino;
+  }
+
+  /** Returns the inode number when its last link went away (it is now an orphan). */
+  private dropLink(i: InodeRow, now: bigint): number | undefined {
+    const n = i.nlink - 1;
+    this.st.setNlink.run(Math.max(0, n), now, i.ino);
+    if (n <= 0) {
+      this.st.addOrphan.run(i.ino);
+      return i.ino;
+    }
+    return undefined;
+  }
+
+  private isAncestor(ancestor: number, ino: number): boolean {
+    for (let cur = ino, depth = 0; depth < 65536; depth++) {
+      if (cur === ancestor) return true;
+      if (cur === ROOT_INO) return false;
+      const p = this.parentOf(cur);
+      if (p === undefined) return false;
+      cur = p;
+    }
+    return false;
+  }
+
+  private rename(cmd: Extract<Command, { op: 'rename' }>): number | undefined {
+    const { parent, name, newParent, newName, flags, now } = cmd;
+    this.needDir(parent);
+    this.needDir(newParent);
+    const srcIno = this.lookup(parent, name);
+    if (srcIno === undefined) throw new FsError('ENOENT');
+    const src = this.need(srcIno);
+    const dstIno = this.lookup(newParent, newName);
+    if (flags & RENAME_EXCHANGE) {
+      if (dstIno === undefined) throw new FsError('ENOENT');
+      const dst = this.need(dstIno);
+      if (isDir(src.mode) && this.isAncestor(srcIno, newParent)) throw new FsError('EINVAL');
+      if (isDir(dst.mode) && this.isAncestor(dstIno, parent)) throw new FsError('EINVAL');
+      this.st.setDirentIno.run(dstIno, parent, name);
+      this.st.setDirentIno.run(srcIno, newParent, newName);
+      if (parent !== newParent) {
+        const d = (isDir(src.mode) ? 1 : 0) - (isDir(dst.mode) ? 1 : 0);
+        if (d) {
+          this.st.addNlink.run(-d, parent);
+          this.st.addNlink.run(d, newParent);
+        }
+      }
+      this.st.touchCtime.run(now, srcIno);
+      this.st.touchCtime.run(now, dstIno);
+      this.st.touchDir.run(now, now, parent);
+      this.st.touchDir.run(now, now, newParent);
+      return undefined;
+    }
+    if (dstIno !== undefined && flags & RENAME_NOREPLACE) throw new FsError('EEXIST');
+    if (isDir(src.mode) && srcIno !== newParent && this.isAncestor(srcIno, newParent)) throw new FsError('EINVAL');
+    if (isDir(src.mode) && srcIno === newParent) throw new FsError('EINVAL');
+    let orphan: number | undefined;
+    if (dstIno !== undefined) {
+      if (dstIno === srcIno) return undefined; // two names of one inode: POSIX says do nothing
+      const dst = this.need(dstIno);
+      if (isDir(src.mode) && !isDir(dst.mode)) throw new FsError('ENOTDIR');
+      if (!isDir(src.mode) && isDir(dst.mode)) throw new FsError('EISDIR');
+      if (isDir(dst.mode)) {
+        if (this.st.anyChild.get(dstIno)) throw new FsError('ENOTEMPTY');
+        this.st.addNlink.run(-1, newParent);
+        this.st.setNlink.run(0, now, dstIno);
+        this.st.addOrphan.run(dstIno);
+        orphan = dstIno;
+      } else {
+        orphan = this.dropLink(dst, now);
+      }
+      this.st.delDirent.run(newParent, newName);
+    }
+    this.st.delDirent.run(parent, name);
+    this.st.insDirent.run(newParent, newName, srcIno, this.counter('next_cookie'));
+    if (isDir(src.mode) && parent !== newParent) {
+      this.st.addNlink.run(-1, parent);
+      this.st.addNlink.run(1, newParent);
+    }
+    this.st.touchCtime.run(now, srcIno);
+    this.st.touchDir.run(now, now, parent);
+    if (newParent !== parent) this.st.touchDir.run(now, now, newParent);
+    return orphan;
+  }
+
+  private setattr(ino: number, set: AttrChange, now: bigint): void {
+    const i = this.need(ino);
+    const mode = set.mode !== undefined ? (i.mode & S_IFMT) | (set.mode & 0o7777) : i.mode;
+    let size = i.size;
+    let mtime = set.mtime ?? i.mtime;
+    if (set.size !== undefined && set.size !== i.size) {
+      if (isDir(i.mode)) throw new FsError('EISDIR');
+      if (set.size < i.size) this.dropExtentsFrom(ino, set.size);
+      size = set.size;
+      if (set.mtime === undefined) mtime = now;
+    }
+    this.st.setAttrs.run(mode, set.uid ?? i.uid, set.gid ?? i.gid, size, set.atime ?? i.atime, mtime, now, ino);
+  }
+
+  private chunkIdOf(hash: Buffer): number {
+    const r = this.st.chunkIdByHash.get(hash) as Row | undefined;
+    if (!r) throw new MetadataError(`chunk ${hash.toString('hex').slice(0, 16)} is not in the store`);
+    return r.id as number;
+  }
+
+  /** Removes [start, end) from the extent map, keeping refcounts exact. */
+  private punch(ino: number, start: number, end: number): void {
+    for (const e of this.extents(ino, start, end)) {
+      const eEnd = e.off + e.len;
+      this.st.delExt.run(ino, e.off);
+      let refs = -1;
+      if (e.off < start) {
+        this.st.insExt.run(ino, e.off, start - e.off, e.chunk, e.chunkOff);
+        refs++;
+      }
+      if (eEnd > end) {
+        this.st.insExt.run(ino, end, eEnd - end, e.chunk, e.chunkOff + (end - e.off));
+        refs++;
+      }
+      if (refs) this.st.addRef.run(refs, e.chunk);
+    }
+  }
+
+  private dropExtentsFrom(ino: number, size: number): void {
+    const first = this.st.extAt.get(ino, size) as ExtentRow | undefined;
+    if (first && first.off < size && first.off + first.len > size) {
+      this.st.delExt.run(ino, first.off);
+      this.st.insExt.run(ino, first.off, size - first.off, first.chunk, first.chunkOff);
+    }
+    for (const e of this.st.extFrom.all(ino, size) as ExtentRow[]) {
+      this.st.delExt.run(ino, e.off);
+      this.st.addRef.run(-1, e.chunk);
+    }
+  }
+
+  private write(segments: { row: number; height: number; bytes: number }[], chunks: NewChunk[], files: FileUpdate[], now: bigint): void {
+    for (const s of segments) this.st.insSegment.run(s.row, s.height, s.bytes, 0);
+    const live = this.db.prepare('UPDATE segments SET live = live + ? WHERE row = ?');
+    for (const c of chunks) {
+      // Another file in the same batch, or an earlier batch, may have stored it already.
+      if (this.st.chunkIdByHash.get(c.hash)) continue;
+      this.st.insChunk.run(c.hash, c.segment, c.off, c.storedLen, c.plainLen);
+      live.run(c.storedLen, c.segment);
+    }
+    for (const f of files) {
+      const i = this.inode(f.ino);
+      if (!i) continue; // purged while its data was in flight
+      this.applyExtents(f.ino, f.extents);
+      this.st.setSizeMtime.run(f.size, f.mtime, now > f.mtime ? now : f.mtime, f.ino);
+    }
+  }
+
+  private applyExtents(ino: number, extents: ExtentRef[]): void {
+    for (const e of extents) {
+      this.punch(ino, e.off, e.off + e.len);
+      const id = this.chunkIdOf(e.hash);
+      this.st.insExt.run(ino, e.off, e.len, id, e.chunkOff);
+      this.st.addRef.run(1, id);
+    }
+  }
+
+  private purge(ino: number): void {
+    const i = this.inode(ino);
+    if (!i) return;
+    if (i.nlink > 0) {
+      this.st.delOrphan.run(ino);
+      return;
+    }
+    for (const e of this.st.extAll.all(ino) as ExtentRow[]) this.st.addRef.run(-1, e.chunk);
+    this.st.delExtAll.run(ino);
+    this.st.xdelAll.run(ino);
+    this.st.delInode.run(ino);
+    this.st.delOrphan.run(ino);
+  }
+
+  /**
+   * Drops chunks nothing references; a segment left with no live chunk is freed into quarantine
+   * (state 2) stamped with the snapshot generation, so rows the newest snapshot may still point
+   * into are not overwritten before a newer snapshot exists.
+   */
+  private gc(snapshotGeneration: number): { chunks: number; bytes: number; segments: number[] } {
+    const dead = this.db.prepare('SELECT id, segment, stored_len FROM chunks WHERE refs = 0').all() as Row[];
+    const live = this.db.prepare('UPDATE segments SET live = live - ? WHERE row = ?');
+    const del = this.db.prepare('DELETE FROM chunks WHERE id = ?');
+    let bytes = 0;
+    for (const c of dead) {
+      del.run(c.id);
+      live.run(c.stored_len, c.segment);
+      bytes += c.stored_len as number;
+    }
+    const emptied = this.db
+      .prepare('SELECT row FROM segments WHERE state = 1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.segment = segments.row)')
+      .all() as Row[];
+    const free = this.db.prepare('UPDATE segments SET state = 2, live = 0, freed_at = ? WHERE row = ?');
+    for (const s of emptied) free.run(snapshotGeneration, s.row);
+    return { chunks: dead.length, bytes, segments: emptied.map((s) => s.row as number) };
+  }
+
+  /** Quarantined rows that a snapshot newer than their freeing no longer needs. */
+  releasableRows(snapshotGeneration: number): number[] {
+    return (this.db.prepare('SELECT row FROM segments WHERE state = 2 AND freed_at < ?').all(snapshotGeneration) as Row[]).map((r) => r.row as number);
+  }
+
+  /** Segments whose live fraction is low, for compaction. */
+  sparseSegments(maxLiveFraction: number, limit: number): SegmentRow[] {
+    return this.db
+      .prepare('SELECT row, height, bytes, live, state FROM segments WHERE state = 1 AND bytes > 0 AND live < bytes * ? ORDER BY live LIMIT ?')
+      .all(maxLiveFraction, limit) as SegmentRow[];
+  }
+}
+
+export function isDirMode(mode: number): boolean {
+  return isDir(mode);
+}

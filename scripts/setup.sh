@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything hoardfs needs on a fresh Debian machine (run as root), then builds the
+# native FUSE binding. Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(fuse3 libfuse3-dev pkg-config make g++ python3 rsync attr acl sqlite3 git tar)
+missing=()
+for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when the lock file changed since the last install (it recompiles SQLite: minutes).
+stamp=node_modules/.hoardfs-lock-stamp
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
+if [[ ! -f native/build/Release/hoardfs_fuse.node || native/hoardfs_fuse.c -nt native/build/Release/hoardfs_fuse.node || native/binding.gyp -nt native/build/Release/hoardfs_fuse.node ]]; then
+  echo "setup: building the native FUSE binding"
+  npx node-gyp rebuild --directory native --loglevel=error >/dev/null
+fi
+
+modprobe fuse 2>/dev/null || true
+[[ -e /dev/fuse ]] || { echo "setup: /dev/fuse is missing: this machine cannot mount FUSE filesystems" >&2; exit 1; }
+mkdir -p /run/hoardfs
+echo "setup: done"

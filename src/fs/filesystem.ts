@@ -1,0 +1,630 @@
+// POSIX semantics over the metadata store and the chunk store. Usable in-process (tests call it
+// directly) and through the FUSE adapter. Writes are buffered per inode and stored in batches:
+// one batch cuts, dedups, seals and packs the data of every dirty file, writes full stripes,
+// makes them durable, and only then commits one metadata command that references them.
+import { constants as fsc } from 'node:fs';
+import type { ChunkStore } from '../chunks/store.ts';
+import type { ExtentRef, FileUpdate } from '../meta/commands.ts';
+import { Metadata, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDirMode, type InodeRow } from '../meta/metadata.ts';
+import { Ranges } from './ranges.ts';
+import {
+  FsError,
+  type Attr,
+  type Ctx,
+  type DirEntry,
+  type Entry,
+  type FsOps,
+  type Ino,
+  type OpenResult,
+  type SetAttr,
+  type StatFs,
+} from './types.ts';
+
+const NAME_MAX = 255;
+const XATTR_NAME_MAX = 255;
+const XATTR_SIZE_MAX = 65536;
+const S_ISGID = 0o2000;
+const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER;
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+const O_RDWR = 2;
+const O_APPEND = fsc.O_APPEND;
+const O_TRUNC = fsc.O_TRUNC;
+
+export interface FilesystemOptions {
+  /** Buffered bytes across all files before a background flush starts. */
+  dirtyLimit?: number;
+  /** How long written data may stay only in memory. */
+  flushIntervalMs?: number;
+  entryTimeout?: number;
+  attrTimeout?: number;
+  log?: (msg: string) => void;
+}
+
+interface FileState {
+  dirty: Ranges;
+  flushing: Ranges | null;
+  size: number;
+  mtime: bigint;
+  opens: number;
+  error: FsError | null;
+}
+
+interface Handle {
+  ino: Ino;
+  flags: number;
+}
+
+export function nowNs(): bigint {
+  return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+}
+
+function checkName(name: Buffer): void {
+  if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
+  if (name.length === 0 || name.includes(0) || name.includes(0x2f)) throw new FsError('EINVAL');
+}
+
+export class Filesystem implements FsOps {
+  readonly meta: Metadata;
+  readonly store: ChunkStore;
+  private readonly files = new Map<Ino, FileState>();
+  private readonly handles = new Map<number, Handle>();
+  private nextFh = 1;
+  private dirtyBytes = 0;
+  private exclusiveTail: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+  private backgroundFlush: Promise<void> | null = null;
+  private closed = false;
+  private readonly dirtyLimit: number;
+  private readonly entryTimeout: number;
+  private readonly attrTimeout: number;
+  private readonly log: (msg: string) => void;
+  readonly counters = { writes: 0, reads: 0, bytesWritten: 0, bytesRead: 0, flushes: 0, dedupHits: 0, newChunks: 0 };
+
+  constructor(meta: Metadata, store: ChunkStore, o: FilesystemOptions = {}) {
+    this.meta = meta;
+    this.store = store;
+    this.dirtyLimit = o.dirtyLimit ?? 128 * 1024 * 1024;
+    this.entryTimeout = o.entryTimeout ?? 1;
+    this.attrTimeout = o.attrTimeout ?? 1;
+    this.log = o.log ?? (() => {});
+    const interval = o.flushIntervalMs ?? 2000;
+    if (interval > 0) {
+      this.timer = setInterval(() => {
+        if (this.dirtyBytes > 0 && !this.backgroundFlush) this.startBackgroundFlush();
+      }, interval);
+      this.timer.unref();
+    }
+    // Inodes that lost their last name while open when the previous mount ended.
+    for (const ino of meta.orphans()) meta.apply({ op: 'purge', ino });
+  }
+
+  // ---- helpers ----
+
+  /** Runs fn after every earlier exclusive section: flushes, truncates, gc. */
+  exclusive<T>(fn: () => Promise<T> | T): Promise<T> {
+    const run = this.exclusiveTail.then(fn, fn);
+    this.exclusiveTail = run.catch(() => {});
+    return run;
+  }
+
+  private inodeRow(ino: Ino): InodeRow {
+    const i = this.meta.inode(ino);
+    if (!i) throw new FsError('ENOENT');
+    return i;
+  }
+
+  private attrOf(i: InodeRow): Attr {
+    const st = this.files.get(i.ino);
+    const size = st ? st.size : i.size;
+    const mtime = st && st.mtime > i.mtime ? st.mtime : i.mtime;
+    const ctime = st && st.mtime > i.ctime ? st.mtime : i.ctime;
+    return {
+      ino: i.ino,
+      mode: i.mode,
+      nlink: i.nlink,
+      uid: i.uid,
+      gid: i.gid,
+      rdev: i.rdev,
+      size,
+      blocks: Math.ceil(size / 512),
+      blksize: 65536,
+      atimeNs: i.atime,
+      mtimeNs: mtime,
+      ctimeNs: ctime,
+    };
+  }
+
+  private entry(ino: Ino): Entry {
+    return { attr: this.attrOf(this.inodeRow(ino)), generation: 0, entryTimeout: this.entryTimeout, attrTimeout: this.attrTimeout };
+  }
+
+  private state(ino: Ino, i?: InodeRow): FileState {
+    let st = this.files.get(ino);
+    if (!st) {
+      const row = i ?? this.inodeRow(ino);
+      st = { dirty: new Ranges(), flushing: null, size: row.size, mtime: row.mtime, opens: 0, error: null };
+      this.files.set(ino, st);
+    }
+    return st;
+  }
+
+  private newOwner(parent: InodeRow, ctx: Ctx, mode: number): { gid: number; mode: number } {
+    if (parent.mode & S_ISGID) {
+      return { gid: parent.gid, mode: isDirMode(mode) ? mode | S_ISGID : mode };
+    }
+    return { gid: ctx.gid, mode };
+  }
+
+  private create_(parent: Ino, name: Buffer, mode: number, rdev: number, ctx: Ctx, target?: Buffer): Entry {
+    checkName(name);
+    const p = this.inodeRow(parent);
+    if (!isDirMode(p.mode)) throw new FsError('ENOTDIR');
+    const own = this.newOwner(p, ctx, mode);
+    const ino = this.meta.apply<number>({ op: 'mknod', parent, name, mode: own.mode, uid: ctx.uid, gid: own.gid, rdev, target, now: nowNs() });
+    return this.entry(ino);
+  }
+
+  private afterUnlink(orphan: number | undefined): void {
+    if (orphan === undefined) return;
+    const st = this.files.get(orphan);
+    if (st && st.opens > 0) return;
+    this.dropState(orphan);
+    this.meta.apply({ op: 'purge', ino: orphan });
+  }
+
+  private dropState(ino: Ino): void {
+    const st = this.files.get(ino);
+    if (!st) return;
+    this.dirtyBytes -= st.dirty.bytes;
+    this.files.delete(ino);
+  }
+
+  // ---- FsOps ----
+
+  async lookup(parent: Ino, name: Buffer): Promise<Entry> {
+    if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
+    const ino = this.meta.lookup(parent, name);
+    if (ino === undefined) {
+      if (!this.meta.inode(parent)) throw new FsError('ENOENT');
+      throw new FsError('ENOENT');
+    }
+    return this.entry(ino);
+  }
+
+  forget(): void {}
+
+  async getattr(ino: Ino): Promise<Attr> {
+    return this.attrOf(this.inodeRow(ino));
+  }
+
+  async setattr(ino: Ino, set: SetAttr, _fh: number | undefined, _ctx: Ctx): Promise<Attr> {
+    const now = nowNs();
+    const change: { mode?: number; uid?: number; gid?: number; size?: number; atime?: bigint; mtime?: bigint } = {};
+    if (set.mode !== undefined) change.mode = set.mode;
+    if (set.uid !== undefined) change.uid = set.uid;
+    if (set.gid !== undefined) change.gid = set.gid;
+    if (set.atimeNs !== undefined) change.atime = set.atimeNs === 'now' ? now : set.atimeNs;
+    if (set.mtimeNs !== undefined) change.mtime = set.mtimeNs === 'now' ? now : set.mtimeNs;
+    if (set.size !== undefined) {
+      if (set.size < 0 || set.size > MAX_FILE_SIZE) throw new FsError(set.size < 0 ? 'EINVAL' : 'EFBIG');
+      const i = this.inodeRow(ino);
+      if (isDirMode(i.mode)) throw new FsError('EISDIR');
+      if ((i.mode & S_IFMT) !== S_IFREG) throw new FsError('EINVAL');
+      await this.exclusive(() => {
+        const st = this.files.get(ino);
+        if (st) {
+          const before = st.dirty.bytes;
+          st.dirty.truncate(set.size!);
+          this.dirtyBytes -= before - st.dirty.bytes;
+        }
+        // The stored extents are cut in the same command; a size only the buffer knew about
+        // becomes the stored size, so the cut never exposes stale bytes past it.
+        this.meta.apply({ op: 'setattr', ino, set: { ...change, size: set.size! }, now });
+        if (st) {
+          st.size = set.size!;
+          st.mtime = change.mtime ?? now;
+        }
+      });
+      return this.attrOf(this.inodeRow(ino));
+    }
+    this.meta.apply({ op: 'setattr', ino, set: change, now });
+    const st = this.files.get(ino);
+    if (st && change.mtime !== undefined) st.mtime = change.mtime;
+    return this.attrOf(this.inodeRow(ino));
+  }
+
+  async readlink(ino: Ino): Promise<Buffer> {
+    const i = this.inodeRow(ino);
+    if ((i.mode & S_IFMT) !== S_IFLNK || !i.target) throw new FsError('EINVAL');
+    return i.target;
+  }
+
+  async mknod(parent: Ino, name: Buffer, mode: number, rdev: number, ctx: Ctx): Promise<Entry> {
+    return this.create_(parent, name, mode, rdev, ctx);
+  }
+
+  async mkdir(parent: Ino, name: Buffer, mode: number, ctx: Ctx): Promise<Entry> {
+    return this.create_(parent, name, S_IFDIR | (mode & 0o7777), 0, ctx);
+  }
+
+  async symlink(target: Buffer, parent: Ino, name: Buffer, ctx: Ctx): Promise<Entry> {
+    if (target.length > 4095) throw new FsError('ENAMETOOLONG');
+    return this.create_(parent, name, S_IFLNK | 0o777, 0, ctx, target);
+  }
+
+  async unlink(parent: Ino, name: Buffer): Promise<void> {
+    if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
+    this.afterUnlink(this.meta.apply<number | undefined>({ op: 'unlink', parent, name, now: nowNs() }));
+  }
+
+  async rmdir(parent: Ino, name: Buffer): Promise<void> {
+    if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
+    if (name.equals(Buffer.from('.'))) throw new FsError('EINVAL');
+    if (name.equals(Buffer.from('..'))) throw new FsError('ENOTEMPTY');
+    this.afterUnlink(this.meta.apply<number | undefined>({ op: 'rmdir', parent, name, now: nowNs() }));
+  }
+
+  async rename(parent: Ino, name: Buffer, newParent: Ino, newName: Buffer, flags: number): Promise<void> {
+    if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
+    checkName(newName);
+    if (flags & ~3) throw new FsError('EINVAL');
+    this.afterUnlink(this.meta.apply<number | undefined>({ op: 'rename', parent, name, newParent, newName, flags, now: nowNs() }));
+  }
+
+  async link(ino: Ino, newParent: Ino, newName: Buffer): Promise<Entry> {
+    checkName(newName);
+    this.meta.apply({ op: 'link', ino, parent: newParent, name: newName, now: nowNs() });
+    return this.entry(ino);
+  }
+
+  async open(ino: Ino, flags: number): Promise<OpenResult> {
+    const i = this.inodeRow(ino);
+    if (isDirMode(i.mode) && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
+    const st = this.state(ino, i);
+    st.opens++;
+    const fh = this.nextFh++;
+    this.handles.set(fh, { ino, flags });
+    if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && (i.mode & S_IFMT) === S_IFREG && st.size > 0) {
+      try {
+        await this.setattr(ino, { size: 0 }, fh, { uid: 0, gid: 0, pid: 0, umask: 0 });
+      } catch (e) {
+        this.handles.delete(fh);
+        st.opens--;
+        throw e;
+      }
+    }
+    return { fh };
+  }
+
+  async create(parent: Ino, name: Buffer, mode: number, flags: number, ctx: Ctx): Promise<{ entry: Entry; open: OpenResult }> {
+    const entry = this.create_(parent, name, S_IFREG | (mode & 0o7777), 0, ctx);
+    const open = await this.open(entry.attr.ino, flags & ~O_TRUNC);
+    return { entry, open };
+  }
+
+  async read(ino: Ino, _fh: number, size: number, offset: number): Promise<Buffer> {
+    const st = this.files.get(ino);
+    const fileSize = st ? st.size : this.inodeRow(ino).size;
+    if (offset >= fileSize || size <= 0) return Buffer.alloc(0);
+    const end = Math.min(fileSize, offset + size);
+    const out = Buffer.alloc(end - offset);
+    // Everything that decides what the bytes are is captured before the first await, so a
+    // flush that commits meanwhile cannot make this read mix old and new views.
+    const extents = this.meta.extents(ino, offset, end);
+    const flushing = st?.flushing ?? null;
+    const dirtyCopy = st && !st.dirty.empty ? Buffer.alloc(end - offset) : null;
+    const dirtyMask = dirtyCopy ? this.snapshotDirty(st!.dirty, offset, end, dirtyCopy) : null;
+    const chunkRows = new Map<number, Promise<Buffer>>();
+    await Promise.all(
+      extents.map(async (e) => {
+        let p = chunkRows.get(e.chunk);
+        if (!p) {
+          const c = this.meta.chunkById(e.chunk);
+          if (!c) throw new FsError('EIO', `extent references missing chunk ${e.chunk}`);
+          p = this.store.read({ hash: c.hash, segment: c.segment, height: c.height, off: c.off, storedLen: c.storedLen, plainLen: c.plainLen });
+          chunkRows.set(e.chunk, p);
+        }
+        const plain = await p;
+        const from = Math.max(e.off, offset);
+        const to = Math.min(e.off + e.len, end);
+        plain.copy(out, from - offset, e.chunkOff + (from - e.off), e.chunkOff + (to - e.off));
+      }),
+    );
+    if (flushing) flushing.overlay(out, offset);
+    if (dirtyCopy && dirtyMask) for (const [a, b] of dirtyMask) dirtyCopy.copy(out, a, a, b);
+    this.counters.reads++;
+    this.counters.bytesRead += out.length;
+    return out;
+  }
+
+  private snapshotDirty(dirty: Ranges, offset: number, end: number, into: Buffer): [number, number][] {
+    dirty.overlay(into, offset);
+    const mask: [number, number][] = [];
+    for (const r of dirty.list) {
+      if (r.end <= offset) continue;
+      if (r.off >= end) break;
+      mask.push([Math.max(r.off, offset) - offset, Math.min(r.end, end) - offset]);
+    }
+    return mask;
+  }
+
+  async write(ino: Ino, fh: number, data: Buffer, offset: number): Promise<number> {
+    const h = this.handles.get(fh);
+    const st = this.state(ino);
+    if (st.error) {
+      const e = st.error;
+      st.error = null;
+      throw e;
+    }
+    let off = offset;
+    if (h && h.flags & O_APPEND) off = st.size;
+    if (off + data.length > MAX_FILE_SIZE) throw new FsError('EFBIG');
+    if (data.length === 0) return 0;
+    this.reserveSpace(data.length);
+    const before = st.dirty.bytes;
+    st.dirty.write(off, data);
+    this.dirtyBytes += st.dirty.bytes - before;
+    if (off + data.length > st.size) st.size = off + data.length;
+    st.mtime = nowNs();
+    this.counters.writes++;
+    this.counters.bytesWritten += data.length;
+    if (this.dirtyBytes >= this.dirtyLimit) {
+      if (!this.backgroundFlush) this.startBackgroundFlush();
+      // Back-pressure: the writer waits while twice the limit is buffered.
+      while (this.dirtyBytes >= 2 * this.dirtyLimit && this.backgroundFlush) await this.backgroundFlush;
+    }
+    return data.length;
+  }
+
+  /** ENOSPC up front: the writer must hear it, not a later writeback. */
+  private reserveSpace(n: number): void {
+    const free = this.store.freeRows * this.store.rowBytes;
+    // A sealed chunk is at most ~12% (Padmé) plus its envelope larger than its data.
+    if ((this.dirtyBytes + n) * 1.15 + 65536 > free) throw new FsError('ENOSPC');
+  }
+
+  private startBackgroundFlush(): void {
+    this.backgroundFlush = this.flushAll(false, false)
+      .catch((e) => this.log(`background flush failed: ${(e as Error).message}`))
+      .finally(() => {
+        this.backgroundFlush = null;
+      });
+  }
+
+  async flush(ino: Ino): Promise<void> {
+    const st = this.files.get(ino);
+    if (st?.error) {
+      const e = st.error;
+      st.error = null;
+      throw e;
+    }
+  }
+
+  async release(ino: Ino, fh: number): Promise<void> {
+    this.handles.delete(fh);
+    const st = this.files.get(ino);
+    if (!st) return;
+    st.opens--;
+    if (st.opens > 0) return;
+    const i = this.meta.inode(ino);
+    if (i && i.nlink === 0) {
+      await this.exclusive(() => {
+        if (st.opens > 0) return;
+        this.dropState(ino);
+        this.meta.apply({ op: 'purge', ino });
+      });
+    }
+  }
+
+  async fsync(ino: Ino): Promise<void> {
+    await this.flushAll(true, true);
+    const st = this.files.get(ino);
+    if (st?.error) {
+      const e = st.error;
+      st.error = null;
+      throw e;
+    }
+  }
+
+  /** Stores all buffered data; durable makes the devices and the database sync before returning. */
+  flushAll(final: boolean, durable: boolean): Promise<void> {
+    return this.exclusive(() => this.flushLocked(final, durable));
+  }
+
+  private async flushLocked(final: boolean, durable: boolean): Promise<void> {
+    const work: [Ino, FileState][] = [];
+    for (const [ino, st] of this.files) {
+      if (st.dirty.empty) continue;
+      st.flushing = st.dirty;
+      st.dirty = new Ranges();
+      work.push([ino, st]);
+    }
+    if (!work.length) {
+      if (durable) this.meta.sync();
+      return;
+    }
+    const batch = this.store.newBatch();
+    const files: FileUpdate[] = [];
+    const inBatch = new Set<string>();
+    let taken = 0;
+    try {
+      for (const [ino, st] of work) {
+        const extents: ExtentRef[] = [];
+        const ranges = st.flushing!.list;
+        let flushedEnd = 0;
+        for (let ri = 0; ri < ranges.length; ri++) {
+          const r = ranges[ri];
+          const data = r.flat();
+          // An open file's last range keeps its uncut tail in memory, so chunk boundaries do not
+          // depend on when the flush happened (and a copy dedups against the original).
+          const keepTail = !final && st.opens > 0 && ri === ranges.length - 1;
+          let pos = 0;
+          const chunker = this.store.chunker;
+          while (pos < data.length) {
+            const len = chunker.next(data, pos, data.length, !keepTail);
+            if (len === 0) break;
+            const piece = data.subarray(pos, pos + len);
+            const hash = this.store.id(piece);
+            const key = hash.toString('latin1');
+            if (!inBatch.has(key)) {
+              if (this.meta.chunkByHash(hash)) this.counters.dedupHits++;
+              else {
+                batch.add(hash, piece);
+                this.counters.newChunks++;
+              }
+              inBatch.add(key);
+            } else this.counters.dedupHits++;
+            extents.push({ off: r.off + pos, len, hash, chunkOff: 0 });
+            pos += len;
+          }
+          taken += pos;
+          if (pos < data.length) st.dirty.write(r.off + pos, data.subarray(pos));
+          if (pos > 0) flushedEnd = Math.max(flushedEnd, r.off + pos);
+        }
+        const storedSize = this.meta.inode(ino)?.size ?? 0;
+        const size = st.dirty.empty ? st.size : Math.min(st.size, Math.max(storedSize, flushedEnd));
+        files.push({ ino, size, mtime: st.mtime, extents });
+      }
+      await batch.finish();
+      this.meta.apply({ op: 'write', now: nowNs(), segments: batch.segments, chunks: batch.chunks, files }, durable);
+    } catch (e) {
+      await batch.abort();
+      const err = e instanceof FsError ? e : new FsError('EIO', (e as Error).message);
+      this.log(`storing buffered data failed: ${err.message}`);
+      // Keep the data buffered (reads still see it) and report the error at fsync/close.
+      for (const [, st] of work) {
+        const retry = st.dirty;
+        st.dirty = st.flushing!;
+        for (const r of retry.list) st.dirty.write(r.off, r.flat());
+        st.flushing = null;
+        st.error = err;
+      }
+      throw err;
+    }
+    this.dirtyBytes -= taken;
+    this.counters.flushes++;
+    for (const [ino, st] of work) {
+      st.flushing = null;
+      if (st.opens === 0 && st.dirty.empty) this.files.delete(ino);
+    }
+  }
+
+  async fallocate(ino: Ino, _fh: number, mode: number, offset: number, length: number): Promise<void> {
+    if (mode !== 0) throw new FsError('EOPNOTSUPP');
+    const st = this.state(ino);
+    if (offset + length > st.size) await this.setattr(ino, { size: offset + length }, undefined, { uid: 0, gid: 0, pid: 0, umask: 0 });
+  }
+
+  async opendir(ino: Ino): Promise<OpenResult> {
+    const i = this.inodeRow(ino);
+    if (!isDirMode(i.mode)) throw new FsError('ENOTDIR');
+    return { fh: 0 };
+  }
+
+  async readdir(ino: Ino, _fh: number, offset: number, maxEntries: number): Promise<DirEntry[]> {
+    const i = this.meta.inode(ino);
+    if (!i) return [];
+    const out: DirEntry[] = [];
+    if (offset < 1) out.push({ name: Buffer.from('.'), ino, mode: S_IFDIR, nextOffset: 1 });
+    if (offset < 2 && out.length < maxEntries) {
+      out.push({ name: Buffer.from('..'), ino: this.meta.parentOf(ino) ?? ino, mode: S_IFDIR, nextOffset: 2 });
+    }
+    const rows = this.meta.readdir(ino, Math.max(offset, 2), Math.max(0, maxEntries - out.length));
+    for (const r of rows) out.push({ name: r.name, ino: r.ino, mode: r.mode, nextOffset: r.cookie });
+    return out;
+  }
+
+  async releasedir(): Promise<void> {}
+
+  async fsyncdir(): Promise<void> {
+    this.meta.sync();
+  }
+
+  async statfs(): Promise<StatFs> {
+    const bsize = 4096;
+    const total = this.store.raid.rows * this.store.rowBytes;
+    const free = Math.max(0, this.store.freeRows * this.store.rowBytes - this.dirtyBytes);
+    return {
+      bsize,
+      frsize: bsize,
+      blocks: Math.floor(total / bsize),
+      bfree: Math.floor(free / bsize),
+      bavail: Math.floor(free / bsize),
+      files: 1 << 30,
+      ffree: (1 << 30) - 1,
+      namemax: NAME_MAX,
+    };
+  }
+
+  private checkXattrName(ino: Ino, name: string): Buffer {
+    const b = Buffer.from(name);
+    if (b.length === 0 || b.length > XATTR_NAME_MAX) throw new FsError('ERANGE');
+    if (!/^(user|trusted|security|system)\./.test(name)) throw new FsError('EOPNOTSUPP');
+    if (name.startsWith('user.')) {
+      const t = this.inodeRow(ino).mode & S_IFMT;
+      if (t !== S_IFREG && t !== S_IFDIR) throw new FsError('EPERM');
+    }
+    return b;
+  }
+
+  async setxattr(ino: Ino, name: string, value: Buffer, flags: number): Promise<void> {
+    const n = this.checkXattrName(ino, name);
+    if (value.length > XATTR_SIZE_MAX) throw new FsError('E2BIG');
+    this.meta.apply({ op: 'setxattr', ino, name: n, value, flags, now: nowNs() });
+  }
+
+  async getxattr(ino: Ino, name: string): Promise<Buffer> {
+    const b = Buffer.from(name);
+    if (b.length > XATTR_NAME_MAX) throw new FsError('ERANGE');
+    this.inodeRow(ino);
+    const v = this.meta.getxattr(ino, b);
+    if (!v) throw new FsError('ENODATA');
+    return v;
+  }
+
+  async listxattr(ino: Ino): Promise<string[]> {
+    this.inodeRow(ino);
+    return this.meta.listxattr(ino).map((n) => n.toString());
+  }
+
+  async removexattr(ino: Ino, name: string): Promise<void> {
+    const n = this.checkXattrName(ino, name);
+    this.meta.apply({ op: 'removexattr', ino, name: n, now: nowNs() });
+  }
+
+  async access(ino: Ino, mask: number, ctx: Ctx): Promise<void> {
+    const i = this.inodeRow(ino);
+    if (mask === 0 || ctx.uid === 0) {
+      if (ctx.uid === 0 && mask & 1 && !isDirMode(i.mode) && !(i.mode & 0o111)) throw new FsError('EACCES');
+      return;
+    }
+    const bits = ctx.uid === i.uid ? (i.mode >> 6) & 7 : ctx.gid === i.gid ? (i.mode >> 3) & 7 : i.mode & 7;
+    if ((bits & mask) !== mask) throw new FsError('EACCES');
+  }
+
+  async init(): Promise<void> {}
+
+  /** Stores everything buffered, durably; the filesystem stays usable. */
+  async sync(): Promise<void> {
+    if (this.backgroundFlush) await this.backgroundFlush;
+    await this.flushAll(true, true);
+  }
+
+  async destroy(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.sync();
+  }
+
+  get buffered(): number {
+    return this.dirtyBytes;
+  }
+
+  get openFiles(): number {
+    return this.handles.size;
+  }
+}
+
+export { ROOT_INO, S_IFDIR, S_IFREG, S_IFLNK, O_WRONLY, O_RDWR };

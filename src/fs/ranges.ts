@@ -1,0 +1,114 @@
+// Buffered, not yet stored file data: a sorted set of non-overlapping byte ranges.
+// Sequential writes (the common case) append a Buffer to the last range without copying.
+
+export class Range {
+  constructor(
+    public off: number,
+    public parts: Buffer[],
+    public len: number,
+  ) {}
+
+  get end(): number {
+    return this.off + this.len;
+  }
+
+  flat(): Buffer {
+    if (this.parts.length !== 1) this.parts = [Buffer.concat(this.parts, this.len)];
+    return this.parts[0];
+  }
+}
+
+export class Ranges {
+  list: Range[] = [];
+  bytes = 0;
+
+  get empty(): boolean {
+    return this.list.length === 0;
+  }
+
+  get end(): number {
+    return this.list.length ? this.list[this.list.length - 1].end : 0;
+  }
+
+  write(off: number, data: Buffer): void {
+    if (data.length === 0) return;
+    const end = off + data.length;
+    const list = this.list;
+    const last = list[list.length - 1];
+    if (last && last.end === off) {
+      last.parts.push(data);
+      last.len += data.length;
+      this.bytes += data.length;
+      return;
+    }
+    if (!last || last.end < off) {
+      list.push(new Range(off, [data], data.length));
+      this.bytes += data.length;
+      return;
+    }
+    // First range that ends at or after off (touching ranges merge too).
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].end < off) lo = mid + 1;
+      else hi = mid;
+    }
+    let j = lo;
+    while (j < list.length && list[j].off <= end) j++;
+    if (j === lo) {
+      list.splice(lo, 0, new Range(off, [data], data.length));
+      this.bytes += data.length;
+      return;
+    }
+    const start = Math.min(off, list[lo].off);
+    const stop = Math.max(end, list[j - 1].end);
+    const merged = Buffer.allocUnsafe(stop - start);
+    let removed = 0;
+    for (let k = lo; k < j; k++) {
+      const r = list[k];
+      let pos = r.off - start;
+      for (const p of r.parts) {
+        p.copy(merged, pos);
+        pos += p.length;
+      }
+      removed += r.len;
+    }
+    data.copy(merged, off - start);
+    list.splice(lo, j - lo, new Range(start, [merged], merged.length));
+    this.bytes += merged.length - removed;
+  }
+
+  truncate(size: number): void {
+    while (this.list.length && this.list[this.list.length - 1].off >= size) {
+      this.bytes -= this.list.pop()!.len;
+    }
+    const last = this.list[this.list.length - 1];
+    if (last && last.end > size) {
+      const keep = size - last.off;
+      const flat = last.flat().subarray(0, keep);
+      this.bytes -= last.len - keep;
+      last.parts = [flat];
+      last.len = keep;
+    }
+  }
+
+  /** Copies the buffered bytes that fall inside [off, off + target.length) into target. */
+  overlay(target: Buffer, off: number): void {
+    const end = off + target.length;
+    for (const r of this.list) {
+      if (r.end <= off) continue;
+      if (r.off >= end) break;
+      let pos = r.off;
+      for (const p of r.parts) {
+        const pEnd = pos + p.length;
+        if (pEnd > off && pos < end) {
+          const from = Math.max(pos, off);
+          const to = Math.min(pEnd, end);
+          p.copy(target, from - off, from - pos, to - pos);
+        }
+        pos = pEnd;
+      }
+    }
+  }
+}

@@ -1,0 +1,125 @@
+// The mount daemon: opens the volume, mounts it through FUSE, serves the control socket, and on
+// unmount or SIGINT/SIGTERM stores everything buffered before it exits.
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Server } from 'node:net';
+import { mountFs, type FuseMount } from '../fuse/index.ts';
+import { Volume, VolumeError, updateLock, type Secret } from './volume.ts';
+import { readConfig } from './config.ts';
+import { removeMountRecord, serveControl, writeMountRecord, type Handler } from './control.ts';
+import { volumeStats } from './stats.ts';
+
+export interface MountOptions {
+  dir: string;
+  mountpoint: string;
+  getSecret?: () => Promise<Secret>;
+  fuseOptions?: string[];
+  log?: (msg: string) => void;
+  /** Extra control commands (status, scrub, ...) registered by other modules. */
+  handlers?: (vol: Volume) => Record<string, Handler>;
+}
+
+function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function mountedAt(path: string): { source: string; fstype: string } | undefined {
+  const target = resolve(path);
+  let text = '';
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return undefined;
+  }
+  let found: { source: string; fstype: string } | undefined;
+  for (const line of text.split('\n')) {
+    const parts = line.split(' ');
+    if (parts.length < 10) continue;
+    const sep = parts.indexOf('-');
+    if (unescapeMountinfo(parts[4]) === target) found = { fstype: parts[sep + 1], source: unescapeMountinfo(parts[sep + 2]) };
+  }
+  return found;
+}
+
+export function checkMountpoint(mountpoint: string, allowNonEmpty = false): string {
+  const mnt = resolve(mountpoint);
+  if (!existsSync(mnt)) throw new VolumeError(`mountpoint ${mountpoint} does not exist`);
+  if (mountedAt(mnt)) throw new VolumeError(`mountpoint ${mountpoint} is already mounted`);
+  if (!statSync(mnt).isDirectory()) throw new VolumeError(`mountpoint ${mountpoint} is not a directory`);
+  if (!allowNonEmpty && readdirSync(mnt).length) throw new VolumeError(`mountpoint ${mountpoint} is not empty`);
+  return mnt;
+}
+
+export interface RunningMount {
+  volume: Volume;
+  fuse: FuseMount;
+  control: Server;
+  /** Resolves when the filesystem is unmounted and the volume closed. */
+  closed: Promise<void>;
+  unmount(): Promise<void>;
+}
+
+export async function mountVolume(o: MountOptions): Promise<RunningMount> {
+  const log = o.log ?? ((m: string) => process.stderr.write(`hoardfs: ${m}\n`));
+  const dir = resolve(o.dir);
+  readConfig(dir); // a clear error before anything else
+  const opts = [...(o.fuseOptions ?? [])];
+  const nonEmpty = opts.includes('nonempty');
+  const mnt = checkMountpoint(o.mountpoint, nonEmpty);
+  const volume = await Volume.open({ dir, getSecret: o.getSecret, lock: true, log });
+  if (volume.raid.degraded) log(`volume is DEGRADED: ${volume.raid.status().filter((d) => d.state !== 'ONLINE' && d.state !== 'SPARE').map((d) => `${d.path} ${d.state}`).join(', ')}`);
+  const volumeId = volume.config.volumeId;
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  let closing: Promise<void> | null = null;
+  let fuse: FuseMount | undefined;
+  let control: Server | undefined;
+  const shutdown = (): Promise<void> => {
+    closing ??= (async () => {
+      control?.close();
+      try {
+        await volume.close();
+      } catch (e) {
+        log(`closing the volume failed: ${(e as Error).message}`);
+      }
+      removeMountRecord(volumeId);
+      resolveClosed();
+    })();
+    return closing;
+  };
+  try {
+    fuse = await mountFs(volume.fs, mnt, {
+      options: ['fsname=hoardfs:' + volumeId, 'subtype=hoardfs', 'default_permissions', 'allow_other', ...opts.filter((x) => x !== 'nonempty')],
+      onUnmount: () => void shutdown(),
+    });
+  } catch (e) {
+    await volume.close().catch(() => {});
+    throw new VolumeError(`mounting ${mountpoint(o)} failed: ${(e as Error).message}`);
+  }
+  updateLock(dir, { pid: process.pid, mountpoint: mnt });
+  writeMountRecord({ pid: process.pid, dir, mountpoint: mnt, volumeId });
+  const handlers: Record<string, Handler> = {
+    stats: async () => volumeStats(volume),
+    gc: async () => volume.gc(),
+    sync: async () => volume.fs.sync(),
+    ...(o.handlers?.(volume) ?? {}),
+  };
+  control = serveControl(volumeId, handlers);
+  const f = fuse;
+  return {
+    volume,
+    fuse: f,
+    control,
+    closed,
+    unmount: async () => {
+      // Buffered data is stored before the kernel lets go, so nothing is lost if the unmount is lazy.
+      await volume.fs.sync().catch((e) => log(`flush before unmount failed: ${(e as Error).message}`));
+      await f.unmount();
+      await shutdown();
+    },
+  };
+}
+
+function mountpoint(o: MountOptions): string {
+  return o.mountpoint;
+}

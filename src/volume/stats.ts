@@ -1,0 +1,47 @@
+import type { Volume } from './volume.ts';
+
+export interface VolumeStats {
+  files: number;
+  directories: number;
+  logicalBytes: number;
+  referencedBytes: number;
+  uniqueBytes: number;
+  storedBytes: number;
+  chunks: number;
+  dedupRatio: number;
+  segments: number;
+  capacityBytes: number;
+  freeBytes: number;
+  mounted: boolean;
+  live?: Record<string, number>;
+}
+
+export function volumeStats(v: Volume, mounted = true): VolumeStats {
+  const s = v.meta.stats();
+  const live: Record<string, number> = mounted
+    ? {
+        ...v.fs.counters,
+        bufferedBytes: v.fs.buffered,
+        openFiles: v.fs.openFiles,
+        cacheReads: v.store.stats.reads,
+        cacheHits: v.store.stats.cacheHits,
+        cacheHitRate: v.store.stats.reads ? v.store.stats.cacheHits / v.store.stats.reads : 0,
+        rowsWritten: v.store.stats.rowsWritten,
+      }
+    : {};
+  return {
+    files: s.files,
+    directories: s.directories,
+    logicalBytes: s.logicalBytes,
+    referencedBytes: s.referencedBytes,
+    uniqueBytes: s.uniqueBytes,
+    storedBytes: s.storedBytes,
+    chunks: s.chunks,
+    dedupRatio: s.uniqueBytes ? s.referencedBytes / s.uniqueBytes : 1,
+    segments: s.segments,
+    capacityBytes: v.raid.rows * v.raid.rowDataBytes,
+    freeBytes: v.store.freeRows * v.raid.rowDataBytes,
+    mounted,
+    ...(mounted ? { live } : {}),
+  };
+}

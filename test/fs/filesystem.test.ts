@@ -1,0 +1,190 @@
+// The filesystem layer in-process (no FUSE): data paths, dedup, extents, refcounts, errnos.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { createVolume, Volume } from '../../src/volume/volume.ts';
+import { FsError, type Ctx, type FsOps } from '../../src/fs/types.ts';
+
+const F = (v: Volume): FsOps => v.fs;
+import { ROOT_INO } from '../../src/meta/metadata.ts';
+import { randomData, tempDir } from '../helpers.ts';
+
+const ctx: Ctx = { uid: 0, gid: 0, pid: 1, umask: 0o022 };
+const name = (s: string) => Buffer.from(s);
+
+async function withVolume(fn: (v: Volume, dir: string) => Promise<void>, o: { level?: 0 | 1 | 5 | 6; devices?: number } = {}) {
+  const t = tempDir();
+  const dir = join(t.path, 'vol');
+  const devices = Array.from({ length: o.devices ?? 1 }, (_, i) => join(t.path, `d${i}.img`));
+  await createVolume({ dir, cipher: 'none', devices, layout: { level: o.level ?? 0, devices: devices.length }, deviceSize: 256 * 1024 * 1024 });
+  let v = await Volume.open({ dir, lock: true, fs: { flushIntervalMs: 0 } });
+  try {
+    await fn(v, dir);
+  } finally {
+    await v.close().catch(() => {});
+    t.cleanup();
+  }
+  void v;
+}
+
+async function writeFile(v: Volume, parent: number, n: string, data: Buffer, chunk = 1 << 20): Promise<number> {
+  const { entry, open } = await F(v).create(parent, name(n), 0o644, 1, ctx);
+  for (let off = 0; off < data.length; off += chunk) await F(v).write(entry.attr.ino, open.fh, data.subarray(off, off + chunk), off, 0);
+  await F(v).release(entry.attr.ino, open.fh);
+  return entry.attr.ino;
+}
+
+async function readAll(v: Volume, ino: number): Promise<Buffer> {
+  const a = await F(v).getattr(ino, undefined, ctx);
+  return F(v).read(ino, 0, a.size, 0);
+}
+
+test('write, flush and read back through the chunk store', async () => {
+  await withVolume(async (v) => {
+    const data = randomData(3 * 1024 * 1024 + 17, 7);
+    const ino = await writeFile(v, ROOT_INO, 'f', data);
+    assert.deepEqual(await readAll(v, ino), data, 'reads buffered data');
+    await v.fs.sync();
+    v.store.dropCache();
+    assert.deepEqual(await readAll(v, ino), data, 'reads stored data');
+    const s = v.meta.stats();
+    assert.equal(s.referencedBytes, data.length);
+    assert.ok(s.chunks > 10, `content-defined chunks: ${s.chunks}`);
+  });
+});
+
+test('identical data in two files is stored once', async () => {
+  await withVolume(async (v) => {
+    const data = randomData(4 * 1024 * 1024, 3);
+    await writeFile(v, ROOT_INO, 'a', data);
+    await v.fs.sync();
+    const before = v.meta.stats().storedBytes;
+    await writeFile(v, ROOT_INO, 'b', data);
+    await v.fs.sync();
+    assert.equal(v.meta.stats().storedBytes, before, 'second copy stores no new bytes');
+  });
+});
+
+test('a 1-byte insert at the start resyncs chunk boundaries', async () => {
+  await withVolume(async (v) => {
+    const data = randomData(8 * 1024 * 1024, 11);
+    await writeFile(v, ROOT_INO, 'a', data);
+    await v.fs.sync();
+    const before = v.meta.stats();
+    await writeFile(v, ROOT_INO, 'b', Buffer.concat([Buffer.from('x'), data]));
+    await v.fs.sync();
+    const after = v.meta.stats();
+    assert.ok(after.chunks - before.chunks <= 3, `new chunks: ${after.chunks - before.chunks}`);
+  });
+});
+
+test('a 4 KiB overwrite in the middle of a big file stores only about 4 KiB', async () => {
+  await withVolume(async (v) => {
+    const data = randomData(16 * 1024 * 1024, 5);
+    const ino = await writeFile(v, ROOT_INO, 'big', data);
+    await v.fs.sync();
+    const before = v.meta.stats().storedBytes;
+    const { fh } = await F(v).open(ino, 2, ctx);
+    const patch = randomData(4096, 99);
+    await F(v).write(ino, fh, patch, 8 * 1024 * 1024 + 123, 0);
+    await F(v).fsync(ino, fh, false);
+    await F(v).release(ino, fh);
+    const grew = v.meta.stats().storedBytes - before;
+    assert.ok(grew <= 8192, `stored ${grew} new bytes`);
+    patch.copy(data, 8 * 1024 * 1024 + 123);
+    v.store.dropCache();
+    assert.deepEqual(await readAll(v, ino), data);
+  });
+});
+
+test('holes cost nothing and read as zeros; truncate both ways', async () => {
+  await withVolume(async (v) => {
+    const { entry, open } = await F(v).create(ROOT_INO, name('sparse'), 0o644, 2, ctx);
+    const ino = entry.attr.ino;
+    await F(v).write(ino, open.fh, Buffer.from('end'), 5 * 1024 ** 3, 0);
+    await F(v).fsync(ino, open.fh, false);
+    assert.equal((await F(v).getattr(ino, undefined, ctx)).size, 5 * 1024 ** 3 + 3);
+    assert.ok(v.meta.stats().storedBytes < 4096);
+    const mid = await F(v).read(ino, open.fh, 4096, 1024 ** 3);
+    assert.deepEqual(mid, Buffer.alloc(4096));
+    await F(v).setattr(ino, { size: 10 }, undefined, ctx);
+    assert.equal((await F(v).getattr(ino, undefined, ctx)).size, 10);
+    await F(v).setattr(ino, { size: 20 }, undefined, ctx);
+    assert.deepEqual(await F(v).read(ino, open.fh, 100, 0), Buffer.alloc(20));
+    await F(v).release(ino, open.fh);
+  });
+});
+
+test('refcounts stay exact through overwrite, unlink and gc', async () => {
+  await withVolume(async (v) => {
+    const data = randomData(2 * 1024 * 1024, 21);
+    const a = await writeFile(v, ROOT_INO, 'a', data);
+    await writeFile(v, ROOT_INO, 'b', data);
+    await v.fs.sync();
+    const { fh } = await F(v).open(a, 2, ctx);
+    await F(v).write(a, fh, randomData(100_000, 8), 500_000, 0);
+    await F(v).release(a, fh);
+    await v.fs.sync();
+    assert.deepEqual(v.meta.check(false).problems, []);
+    await F(v).unlink(ROOT_INO, name('a'), ctx);
+    await F(v).unlink(ROOT_INO, name('b'), ctx);
+    assert.deepEqual(v.meta.check(false).problems, []);
+    const r = await v.gc();
+    assert.ok(r.chunks > 0);
+    const s = v.meta.stats();
+    assert.equal(s.chunks, 0);
+    assert.equal(s.segments, 0, 'emptied rows are released');
+  });
+});
+
+test('unlink of an open file keeps it readable until release', async () => {
+  await withVolume(async (v) => {
+    const data = randomData(300_000, 4);
+    const ino = await writeFile(v, ROOT_INO, 'f', data);
+    await v.fs.sync();
+    const { fh } = await F(v).open(ino, 2, ctx);
+    await F(v).unlink(ROOT_INO, name('f'), ctx);
+    await assert.rejects(F(v).lookup(ROOT_INO, name('f'), ctx), (e: FsError) => e.code === 'ENOENT');
+    assert.deepEqual(await F(v).read(ino, fh, data.length, 0), data);
+    await F(v).write(ino, fh, Buffer.from('more'), data.length, 0);
+    await F(v).release(ino, fh);
+    await v.fs.sync();
+    assert.equal(v.meta.inode(ino), undefined, 'purged after the last close');
+    assert.deepEqual(v.meta.check(false).problems, []);
+  });
+});
+
+test('errnos: EEXIST, ENOENT, ENOTEMPTY, ENOTDIR, EISDIR, ENAMETOOLONG, EINVAL', async () => {
+  await withVolume(async (v) => {
+    const d = await F(v).mkdir(ROOT_INO, name('d'), 0o755, ctx);
+    await writeFile(v, d.attr.ino, 'x', Buffer.from('x'));
+    const code = async (p: Promise<unknown>) => p.then(() => 'ok', (e: FsError) => e.code);
+    assert.equal(await code(F(v).mkdir(ROOT_INO, name('d'), 0o755, ctx)), 'EEXIST');
+    assert.equal(await code(F(v).lookup(ROOT_INO, name('nope'), ctx)), 'ENOENT');
+    assert.equal(await code(F(v).rmdir(ROOT_INO, name('d'), ctx)), 'ENOTEMPTY');
+    assert.equal(await code(F(v).mkdir(d.attr.ino + 1, name('z'), 0o755, ctx)), 'ENOTDIR');
+    assert.equal(await code(F(v).unlink(ROOT_INO, name('d'), ctx)), 'EISDIR');
+    assert.equal(await code(F(v).mkdir(ROOT_INO, Buffer.alloc(256, 0x61), 0o755, ctx)), 'ENAMETOOLONG');
+    assert.equal(await code(F(v).mkdir(ROOT_INO, Buffer.alloc(255, 0x61), 0o755, ctx)), 'ok');
+    assert.equal(await code(F(v).rename(ROOT_INO, name('d'), d.attr.ino, name('inside'), 0, ctx)), 'EINVAL');
+    const f = await F(v).lookup(d.attr.ino, name('x'), ctx);
+    assert.equal(await code(F(v).rename(d.attr.ino, name('x'), ROOT_INO, name('d'), 0, ctx)), 'EISDIR');
+    void f;
+  });
+});
+
+test('readdir pages through many entries with stable cookies', async () => {
+  await withVolume(async (v) => {
+    const n = 3000;
+    for (let i = 0; i < n; i++) await F(v).mknod(ROOT_INO, name(`f${i}`), 0o100644, 0, ctx);
+    const seen = new Set<string>();
+    let off = 0;
+    for (;;) {
+      const page = await F(v).readdir(ROOT_INO, 0, off, 500);
+      if (!page.length) break;
+      for (const e of page) seen.add(e.name.toString());
+      off = page[page.length - 1].nextOffset;
+    }
+    assert.equal(seen.size, n + 2);
+  });
+});

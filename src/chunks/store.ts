@@ -113,6 +113,13 @@ export class ChunkStore {
       this.stats.cacheHits++;
       return hit;
     }
+    const plain = await this.readUncached(loc);
+    this.cache.set(key, plain);
+    return plain;
+  }
+
+  /** Reads from the devices, whatever the cache holds (scrub). */
+  async readUncached(loc: ChunkLocation): Promise<Buffer> {
     let plain: Buffer | undefined;
     const verify = (b: Buffer): boolean => {
       try {
@@ -133,7 +140,6 @@ export class ChunkStore {
       if (!verify(env) || !plain) throw new FsError('EIO', `chunk in row ${loc.segment} failed verification`);
     }
     this.stats.bytesRead += plain.length;
-    this.cache.set(key, plain);
     return plain;
   }
 

@@ -39,6 +39,8 @@ export interface FilesystemOptions {
   entryTimeout?: number;
   attrTimeout?: number;
   log?: (msg: string) => void;
+  /** Nothing is written: no orphan purge, no flush timer, no sync at close. */
+  readonly?: boolean;
 }
 
 interface FileState {
@@ -75,6 +77,7 @@ export class Filesystem implements FsOps {
   private timer: NodeJS.Timeout | null = null;
   private backgroundFlush: Promise<void> | null = null;
   private closed = false;
+  private readonly readonly: boolean;
   private readonly dirtyLimit: number;
   private readonly entryTimeout: number;
   private readonly attrTimeout: number;
@@ -88,15 +91,16 @@ export class Filesystem implements FsOps {
     this.entryTimeout = o.entryTimeout ?? 1;
     this.attrTimeout = o.attrTimeout ?? 1;
     this.log = o.log ?? (() => {});
+    this.readonly = !!o.readonly;
     const interval = o.flushIntervalMs ?? 2000;
-    if (interval > 0) {
+    if (interval > 0 && !this.readonly) {
       this.timer = setInterval(() => {
         if (this.dirtyBytes > 0 && !this.backgroundFlush) this.startBackgroundFlush();
       }, interval);
       this.timer.unref();
     }
     // Inodes that lost their last name while open when the previous mount ended.
-    for (const ino of meta.orphans()) meta.apply({ op: 'purge', ino });
+    if (!this.readonly) for (const ino of meta.orphans()) meta.apply({ op: 'purge', ino });
   }
 
   // ---- helpers ----
@@ -615,7 +619,7 @@ export class Filesystem implements FsOps {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    await this.sync();
+    if (!this.readonly) await this.sync();
   }
 
   get buffered(): number {

@@ -293,7 +293,7 @@ export class Volume {
         readonly: o.readonly,
       });
       const store = new ChunkStore({ raid, keys, chunker: config.chunker, usedRows: meta.usedRows() });
-      const fs = new Filesystem(meta, store, { log, ...o.fs });
+      const fs = new Filesystem(meta, store, { log, readonly: o.readonly, ...o.fs });
       return new Volume(dir, config, raid, header, keys, meta, store, fs, !!o.lock);
     } catch (e) {
       meta?.close();

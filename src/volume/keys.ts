@@ -1,0 +1,134 @@
+// Key-slot and key-header management on an open volume (LUKS-style): every change rewrites the
+// fixed-size header on every device, so a removed slot's material is gone from every copy.
+import { readFileSync, writeFileSync } from 'node:fs';
+import {
+  addSlot,
+  calibrateKdf,
+  decodeKeyHeader,
+  encodeKeyHeader,
+  headerInfo,
+  kdfParamsFromEnv,
+  newerHeader,
+  removeSlot,
+  unlock,
+  MAX_SLOTS,
+  KeySlotError,
+  type KdfParams,
+  type KeyHeader,
+} from '../crypto/index.ts';
+import { RaidArray, openDeviceFromEnv } from '../raid/index.ts';
+import { devicePath, readConfig, VolumeError } from './config.ts';
+import type { Secret, Volume } from './volume.ts';
+
+async function kdf(): Promise<KdfParams> {
+  return kdfParamsFromEnv() ?? (await calibrateKdf());
+}
+
+async function store(vol: Volume): Promise<void> {
+  await vol.raid.writeHeaderArea(encodeKeyHeader(vol.header));
+}
+
+function freeSlot(h: KeyHeader): number {
+  const i = h.slots.findIndex((s) => s === null);
+  if (i < 0) throw new KeySlotError(`all ${MAX_SLOTS} key slots are in use`);
+  return i;
+}
+
+export async function addKey(vol: Volume, existing: Secret, added: Secret, slot?: number): Promise<number> {
+  const { masterKey } = await unlock(vol.header, existing.secret);
+  try {
+    const index = await addSlot(vol.header, masterKey, added.secret, added.kind, await kdf(), slot ?? freeSlot(vol.header));
+    await store(vol);
+    return index;
+  } finally {
+    masterKey.fill(0);
+  }
+}
+
+export async function removeKey(vol: Volume, slot: number, authorizing: Secret): Promise<void> {
+  const { masterKey, slot: used } = await unlock(vol.header, authorizing.secret);
+  masterKey.fill(0);
+  void used;
+  removeSlot(vol.header, slot);
+  await store(vol);
+}
+
+export async function changeKey(vol: Volume, old: Secret, next: Secret): Promise<number> {
+  const { masterKey, slot } = await unlock(vol.header, old.secret);
+  try {
+    const free = vol.header.slots.findIndex((s, i) => s === null && i !== slot);
+    const params = await kdf();
+    if (free >= 0) {
+      await addSlot(vol.header, masterKey, next.secret, next.kind, params, free);
+      removeSlot(vol.header, slot);
+      await store(vol);
+      return free;
+    }
+    removeSlot(vol.header, slot);
+    await addSlot(vol.header, masterKey, next.secret, next.kind, params, slot);
+    await store(vol);
+    return slot;
+  } finally {
+    masterKey.fill(0);
+  }
+}
+
+/** The newest valid key header of an unmounted volume, without unlocking it. */
+export async function readKeyHeader(dir: string): Promise<KeyHeader> {
+  const c = readConfig(dir);
+  const raid = await RaidArray.open({
+    volumeId: Buffer.from(c.volumeId, 'hex'),
+    devices: c.devices.map((d) => devicePath(dir, d)),
+    spares: c.spares.map((d) => devicePath(dir, d)),
+    openDevice: openDeviceFromEnv(),
+    log: () => {},
+  });
+  try {
+    return newerHeader(await raid.readHeaderArea(), Buffer.from(c.volumeId, 'hex')).header;
+  } finally {
+    await raid.close();
+  }
+}
+
+export function dumpHeader(h: KeyHeader): object {
+  return headerInfo(h);
+}
+
+export async function backupHeader(dir: string, file: string): Promise<void> {
+  const h = await readKeyHeader(dir);
+  writeFileSync(file, encodeKeyHeader(h), { mode: 0o600, flag: 'wx' });
+}
+
+export async function restoreHeader(dir: string, file: string): Promise<number> {
+  const c = readConfig(dir);
+  let blob: Buffer;
+  try {
+    blob = readFileSync(file);
+  } catch (e) {
+    throw new VolumeError(`cannot read header backup ${file}: ${(e as Error).message}`);
+  }
+  const h = decodeKeyHeader(blob);
+  if (!h.volumeId.equals(Buffer.from(c.volumeId, 'hex'))) throw new VolumeError(`${file} is the key header of another volume`);
+  const raid = await RaidArray.open({
+    volumeId: Buffer.from(c.volumeId, 'hex'),
+    devices: c.devices.map((d) => devicePath(dir, d)),
+    spares: c.spares.map((d) => devicePath(dir, d)),
+    openDevice: openDeviceFromEnv(),
+    log: () => {},
+  });
+  try {
+    // The restored header must win over the copies on the devices: give it the next generation.
+    const current = await raid.readHeaderArea();
+    let gen = h.generation;
+    try {
+      gen = Math.max(gen, newerHeader(current, h.volumeId).header.generation + 1);
+    } catch {
+      /* no valid copy left on the devices: the backup's own generation will do */
+    }
+    h.generation = gen;
+    await raid.writeHeaderArea(encodeKeyHeader(h));
+    return h.slots.filter(Boolean).length;
+  } finally {
+    await raid.close();
+  }
+}

@@ -1,0 +1,97 @@
+// Test-only fault injection: an OpenDevice wrapper that fails reads, writes, syncs or opens of
+// chosen devices according to a JSON rules file. The daemon installs it only when the environment
+// variable HOARDFS_FAULTS=/path/rules.json is set; never set it on a volume you care about.
+//
+// Rules file: an array (or { "rules": [...] }) of
+//   { "path": "d2.img", "op": "read" | "write" | "sync" | "open", "error": "EIO" | "ENOSPC" | ...,
+//     "from": byteOffset, "to": byteOffset, "count": n }
+// `path` matches the device path exactly, or its basename, or a path suffix. `from`/`to` bound the
+// byte range ([from, to), either may be omitted) an I/O must overlap to fail. `count` limits how
+// many times the rule fires (counted since the file was last (re)loaded); omitted = forever.
+// The file is re-read only when its mtime, size or inode changes, so editing it mid-test works.
+
+import { statSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { constants as osConstants } from 'node:os';
+import type { DeviceIO, OpenDevice } from './device.ts';
+import { fileOpenDevice } from './device.ts';
+
+export interface FaultRule {
+  path: string;
+  op: 'read' | 'write' | 'sync' | 'open';
+  error?: string;
+  from?: number;
+  to?: number;
+  count?: number;
+}
+
+interface Loaded {
+  key: string;
+  rules: (FaultRule & { fired: number })[];
+}
+
+function fault(code: string, path: string, op: string): Error {
+  const errno = (osConstants.errno as Record<string, number>)[code] ?? osConstants.errno.EIO;
+  return Object.assign(new Error(`${code}: injected ${op} fault on ${path}`), { code, errno: -errno, syscall: op, path });
+}
+
+export function faultyOpenDevice(base: OpenDevice, rulesPath: string): OpenDevice {
+  let loaded: Loaded = { key: '', rules: [] };
+  const current = (): Loaded['rules'] => {
+    let key: string;
+    try {
+      const st = statSync(rulesPath, { bigint: true });
+      key = `${st.ino}:${st.size}:${st.mtimeNs}`;
+    } catch {
+      key = 'absent';
+    }
+    if (key !== loaded.key) {
+      let rules: FaultRule[] = [];
+      if (key !== 'absent') {
+        try {
+          const j = JSON.parse(readFileSync(rulesPath, 'utf8')) as FaultRule[] | { rules: FaultRule[] };
+          rules = Array.isArray(j) ? j : (j.rules ?? []);
+        } catch {
+          // A half-written rules file is read again when its mtime moves on.
+          return loaded.rules;
+        }
+      }
+      loaded = { key, rules: rules.map((r) => ({ ...r, fired: 0 })) };
+    }
+    return loaded.rules;
+  };
+  const matches = (rule: FaultRule, path: string): boolean =>
+    rule.path === path || rule.path === basename(path) || path.endsWith(`/${rule.path}`);
+  const check = (path: string, op: FaultRule['op'], pos = 0, len = 0): void => {
+    for (const r of current()) {
+      if (r.op !== op || !matches(r, path)) continue;
+      if (op === 'read' || op === 'write') {
+        const end = pos + Math.max(len, 1);
+        if (r.from !== undefined && end <= r.from) continue;
+        if (r.to !== undefined && pos >= r.to) continue;
+      }
+      if (r.count !== undefined && r.fired >= r.count) continue;
+      r.fired++;
+      throw fault(r.error ?? 'EIO', path, op);
+    }
+  };
+  return async (path, create) => {
+    check(path, 'open');
+    const io = await base(path, create);
+    const wrapped: DeviceIO = {
+      read: async (buf, pos) => (check(path, 'read', pos, buf.length), io.read(buf, pos)),
+      write: async (buf, pos) => (check(path, 'write', pos, buf.length), io.write(buf, pos)),
+      sync: async () => (check(path, 'sync'), io.sync()),
+      size: () => io.size(),
+      truncate: (n) => io.truncate(n),
+      close: () => io.close(),
+    };
+    return wrapped;
+  };
+}
+
+/** The OpenDevice the daemon should use: faulty only when HOARDFS_FAULTS is set (tests). */
+export function openDeviceFromEnv(env: NodeJS.ProcessEnv = process.env, base: OpenDevice = fileOpenDevice): OpenDevice {
+  const rules = env.HOARDFS_FAULTS;
+  return rules ? faultyOpenDevice(base, rules) : base;
+}

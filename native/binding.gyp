@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "hoardfs_fuse",
+      "sources": ["hoardfs_fuse.c"],
+      "cflags": ["<!@(pkg-config fuse3 --cflags)", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "libraries": ["<!@(pkg-config fuse3 --libs)"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

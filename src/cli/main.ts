@@ -252,7 +252,30 @@ async function fsck(argv: string[]): Promise<void> {
   if (r.problems.length && !v.repair) process.exitCode = 1;
 }
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = { mkfs, mount, umount, unmount: umount, stats, gc, fsck, ...moreCommands };
+async function restoreMetadataCmd(argv: string[]): Promise<void> {
+  const { values: v, positionals } = parse(argv, { json: { type: 'boolean' }, ...secretOptions }, 'hoardfs restore-metadata VOLUME [--json]', { min: 1, max: 1 });
+  const dir = resolve(positionals[0]);
+  if (lockHolder(dir)) throw new VolumeError(`volume ${positionals[0]} is mounted; unmount it first`);
+  const { restoreMetadata } = await import('../volume/snapshot.ts');
+  const r = await restoreMetadata(dir, secretGetter(v));
+  if (v.json) return out(JSON.stringify(r));
+  out(`restored the metadata from snapshot ${r.snapshotGeneration} taken at ${r.snapshotCreatedAt}`);
+  if (r.movedAside) out(`the previous database was moved to ${r.movedAside}`);
+  if (r.previousDatabase === 'readable' && r.lost) {
+    const n = r.lost.added.length + r.lost.removed.length + r.lost.changed.length;
+    if (!n) out('nothing changed after the snapshot: nothing was lost');
+    else {
+      out(`changes made after the snapshot, now lost (${n}):`);
+      for (const p of r.lost.added) out(`  created after the snapshot: ${p}`);
+      for (const p of r.lost.changed) out(`  changed after the snapshot: ${p}`);
+      for (const p of r.lost.removed) out(`  deleted after the snapshot (back now): ${p}`);
+    }
+  } else {
+    out(`the previous database was ${r.previousDatabase}: any change made after ${r.snapshotCreatedAt} is lost and cannot be listed`);
+  }
+}
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = { mkfs, mount, umount, unmount: umount, stats, gc, fsck, 'restore-metadata': restoreMetadataCmd, ...moreCommands };
 
 const HELP = `usage: hoardfs COMMAND [ARGS]
 

@@ -89,7 +89,10 @@ export interface FuseMount {
   unmount(opts?: { lazy?: boolean }): Promise<void>;
   /** Resolves when the session has ended for any reason. */
   readonly ended: Promise<void>;
-  /** Parameters negotiated with the kernel (valid once the first request has arrived). */
+  /**
+   * Parameters negotiated with the kernel (valid once the first request has arrived); after the
+   * session ended, a snapshot taken at that moment (`outstanding` = requests JS still owed).
+   */
   info(): NativeInfo;
 }
 
@@ -233,6 +236,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   };
 
   let handle: MountHandle | undefined;
+  let lastInfo: NativeInfo | undefined; // the native handle must not be touched after close()
   let ended = false;
   let resolveEnded!: () => void;
   const endedPromise = new Promise<void>((r) => (resolveEnded = r));
@@ -240,7 +244,10 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   const onExit = async (): Promise<void> => {
     if (ended) return;
     ended = true;
-    if (handle) native.close(handle);
+    if (handle) {
+      lastInfo = native.info(handle);
+      native.close(handle);
+    }
     try {
       await fs.destroy?.();
     } catch (e) {
@@ -505,7 +512,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   return {
     mountpoint,
     ended: endedPromise,
-    info: () => native.info(h),
+    info: () => lastInfo ?? native.info(h),
     async unmount(u?: { lazy?: boolean }): Promise<void> {
       if (ended) return endedPromise;
       try {

@@ -130,7 +130,9 @@ export interface NativeAddon {
   replyDir(req: ReqId, size: number, names: Buffer, meta: Float64Array, count: number): number;
 }
 
-export const addonPath = fileURLToPath(new URL('../../native/build/Release/hoardfs_fuse.node', import.meta.url));
+// HOARDFS_FUSE_ADDON points at another build (e.g. a sanitizer build) without touching the tree.
+export const addonPath =
+  process.env.HOARDFS_FUSE_ADDON || fileURLToPath(new URL('../../native/build/Release/hoardfs_fuse.node', import.meta.url));
 
 let loaded: NativeAddon | undefined;
 const argsAB = new ArrayBuffer(32 * 8);

@@ -55,4 +55,5 @@ export type Command =
   | { op: 'gc'; now: bigint; snapshotGeneration: number }
   | { op: 'freeSegments'; rows: number[] }
   | { op: 'moveChunks'; segments: NewSegment[]; moves: { hash: Buffer; segment: number; off: number; storedLen: number }[] }
-  | { op: 'setConfig'; key: string; value: string | number | null };
+  | { op: 'setConfig'; key: string; value: string | number | null }
+  | { op: 'snapshotTaken'; generation: number; createdAt: string; rows: NewSegment[] };

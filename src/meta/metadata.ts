@@ -137,10 +137,10 @@ export class Metadata {
       throw new MetadataError(`cannot open metadata database ${path}: ${(e as Error).message}`);
     }
     try {
-      if (o.hexKey) {
-        db.pragma(`cipher = 'chacha20'`);
-        db.pragma(`hexkey = '${o.hexKey}'`);
-      }
+      // The key is a 64-hex-digit string used as SQLite3MultipleCiphers' passphrase (its default
+      // ChaCha20-Poly1305 cipher); the same string works for ATTACH ... KEY, which
+      // restore-metadata needs to write a snapshot into a new encrypted file.
+      if (o.hexKey) db.pragma(`key = '${o.hexKey}'`);
       if (o.create) {
         db.pragma('journal_mode = WAL');
         db.exec(SCHEMA);
@@ -204,6 +204,11 @@ export class Metadata {
     } finally {
       if (durable) this.db.pragma('synchronous = NORMAL');
     }
+  }
+
+  /** A consistent image of the whole database (plaintext: the caller seals it). */
+  serialize(): Buffer {
+    return this.db.serialize();
   }
 
   /** Makes every commit so far durable (fsyncdir, syncfs). */
@@ -327,8 +332,8 @@ export class Metadata {
       uniqueBytes: one('SELECT coalesce(sum(plain_len), 0) AS v FROM chunks'),
       storedBytes: one('SELECT coalesce(sum(stored_len), 0) AS v FROM chunks'),
       chunks: one('SELECT count(*) AS v FROM chunks'),
-      segments: one('SELECT count(*) AS v FROM segments'),
-      segmentBytes: one('SELECT coalesce(sum(bytes), 0) AS v FROM segments'),
+      segments: one('SELECT count(*) AS v FROM segments WHERE state = 1'),
+      segmentBytes: one('SELECT coalesce(sum(bytes), 0) AS v FROM segments WHERE state = 1'),
     };
   }
 
@@ -489,6 +494,8 @@ export class Metadata {
       case 'setConfig':
         this.st.setConfig.run(cmd.key, cmd.value);
         return undefined;
+      case 'snapshotTaken':
+        return this.snapshotTaken(cmd.generation, cmd.createdAt, cmd.rows);
     }
   }
 
@@ -699,6 +706,31 @@ export class Metadata {
     const free = this.db.prepare('UPDATE segments SET state = 2, live = 0, freed_at = ? WHERE row = ?');
     for (const s of emptied) free.run(snapshotGeneration, s.row);
     return { chunks: dead.length, bytes, segments: emptied.map((s) => s.row as number) };
+  }
+
+  /**
+   * Records the newest snapshot's rows (state 3) and hands back the rows that are now free: the
+   * previous snapshot's, and quarantined ones freed before this snapshot was taken.
+   */
+  private snapshotTaken(generation: number, createdAt: string, rows: { row: number; height: number; bytes: number }[]): number[] {
+    const old = (this.db.prepare('SELECT row FROM segments WHERE state IN (2, 3) AND (state = 3 OR freed_at < ?)').all(generation) as Row[]).map((r) => r.row as number);
+    this.db.prepare('DELETE FROM segments WHERE state = 3 OR (state = 2 AND freed_at < ?)').run(generation);
+    const ins = this.db.prepare('INSERT INTO segments (row, height, bytes, live, state) VALUES (?, ?, ?, 0, 3)');
+    for (const r of rows) ins.run(r.row, r.height, r.bytes);
+    this.st.setConfig.run('snapshot_generation', generation);
+    this.st.setConfig.run('snapshot_created', createdAt);
+    this.st.setConfig.run('snapshot_applied', Number(this.config('applied')));
+    const kept = new Set(rows.map((r) => r.row));
+    return old.filter((r) => !kept.has(r));
+  }
+
+  garbageChunks(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM chunks WHERE refs = 0').get() as Row).n as number;
+  }
+
+  /** True when a command was applied since the newest snapshot. */
+  changedSinceSnapshot(): boolean {
+    return Number(this.config('applied')) !== Number(this.config('snapshot_applied') ?? -1);
   }
 
   /** Quarantined rows that a snapshot newer than their freeing no longer needs. */

@@ -8,6 +8,7 @@ import { Volume, VolumeError, updateLock, type Secret } from './volume.ts';
 import { readConfig } from './config.ts';
 import { removeMountRecord, serveControl, writeMountRecord, type Handler } from './control.ts';
 import { volumeStats } from './stats.ts';
+import { resumeRebuild, saveMembership } from './admin.ts';
 
 export interface MountOptions {
   dir: string;
@@ -73,10 +74,14 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
   const closed = new Promise<void>((r) => (resolveClosed = r));
   let closing: Promise<void> | null = null;
   let fuse: FuseMount | undefined;
+  let upkeepTimer: NodeJS.Timeout | undefined;
+  const upkeepEveryMs = Number(process.env.HOARDFS_UPKEEP_MS ?? 30_000);
+  const snapshotEveryMs = Number(process.env.HOARDFS_SNAPSHOT_MS ?? 300_000);
   let control: Server | undefined;
   const shutdown = (): Promise<void> => {
     closing ??= (async () => {
       control?.close();
+      clearInterval(upkeepTimer);
       try {
         await volume.close();
       } catch (e) {
@@ -105,6 +110,34 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
     ...(o.handlers?.(volume) ?? {}),
   };
   control = serveControl(volumeId, handlers);
+  // Background upkeep: reclaim garbage and snapshot the metadata while something changed.
+  const upkeep = setInterval(() => {
+    void (async () => {
+      try {
+        if (volume.meta.garbageChunks() > 0) await volume.gc();
+        if (Date.now() - lastSnapshot >= snapshotEveryMs) {
+          lastSnapshot = Date.now();
+          await volume.snapshot();
+        }
+      } catch (e) {
+        log(`background upkeep failed: ${(e as Error).message}`);
+      }
+    })();
+  }, upkeepEveryMs);
+  upkeep.unref();
+  upkeepTimer = upkeep;
+  let lastSnapshot = Date.now();
+  if (volume.raid.rebuildPending) {
+    log('resuming the interrupted rebuild in the background');
+    void resumeRebuild(volume).then(
+      () => log('rebuild complete'),
+      (e) => log(`rebuild failed: ${(e as Error).message}`),
+    );
+  }
+  volume.raid.onFault = () => {
+    saveMembership(volume);
+    if (volume.raid.rebuildPending) void resumeRebuild(volume).catch((e) => log(`rebuild onto the spare failed: ${(e as Error).message}`));
+  };
   const f = fuse;
   return {
     volume,

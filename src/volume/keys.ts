@@ -12,6 +12,7 @@ import {
   removeSlot,
   unlock,
   MAX_SLOTS,
+  KEY_HEADER_SIZE,
   KeySlotError,
   type KdfParams,
   type KeyHeader,
@@ -25,7 +26,7 @@ async function kdf(): Promise<KdfParams> {
 }
 
 async function store(vol: Volume): Promise<void> {
-  await vol.raid.writeHeaderArea(encodeKeyHeader(vol.header));
+  await vol.writeHeaders();
 }
 
 function freeSlot(h: KeyHeader): number {
@@ -120,13 +121,18 @@ export async function restoreHeader(dir: string, file: string): Promise<number> 
     // The restored header must win over the copies on the devices: give it the next generation.
     const current = await raid.readHeaderArea();
     let gen = h.generation;
+    let tail = Buffer.alloc(0);
     try {
-      gen = Math.max(gen, newerHeader(current, h.volumeId).header.generation + 1);
+      const picked = newerHeader(current, h.volumeId);
+      gen = Math.max(gen, picked.header.generation + 1);
+      // Keep the snapshot manifest that follows the key header on the devices.
+      const good = current[picked.good.indexOf(true)];
+      if (good) tail = Buffer.from(good.subarray(KEY_HEADER_SIZE, KEY_HEADER_SIZE + 65536));
     } catch {
       /* no valid copy left on the devices: the backup's own generation will do */
     }
     h.generation = gen;
-    await raid.writeHeaderArea(encodeKeyHeader(h));
+    await raid.writeHeaderArea(Buffer.concat([encodeKeyHeader(h), tail]));
     return h.slots.filter(Boolean).length;
   } finally {
     await raid.close();

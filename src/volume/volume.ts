@@ -22,6 +22,7 @@ import {
 import { Filesystem, type FilesystemOptions } from '../fs/filesystem.ts';
 import { Metadata } from '../meta/metadata.ts';
 import { RaidArray, openDeviceFromEnv, type LayoutSpec, type OpenDevice } from '../raid/index.ts';
+import { headerArea, newestManifest, takeSnapshot, encodeManifest } from './snapshot.ts';
 import { CONFIG_NAME, FORMAT, FORMAT_VERSION, META_NAME, VolumeError, devicePath, readConfig, writeConfig, type VolumeConfig } from './config.ts';
 
 export { VolumeError };
@@ -113,7 +114,7 @@ export async function createVolume(o: CreateOptions): Promise<void> {
       const kdf = o.kdf ?? kdfParamsFromEnv() ?? (log('calibrating the key derivation (about 2 s)...'), await calibrateKdf());
       await addSlot(header, masterKey, o.secret!.secret, o.secret!.kind, kdf, 0);
     }
-    await raid.writeHeaderArea(encodeKeyHeader(header));
+    await raid.writeHeaderArea(headerArea(header, null));
     const keys = VolumeKeys.derive(masterKey, cipher);
     meta = Metadata.open(join(dir, META_NAME), { create: true, hexKey: cipher === 'none' ? undefined : keys.metaKey.toString('hex') });
     keys.wipe();
@@ -233,6 +234,9 @@ export function releaseLock(dir: string): void {
 // ---- an open volume ----
 
 export class Volume {
+  /** The sealed manifest of the newest metadata snapshot, stored after the key header. */
+  manifest: Buffer | null = null;
+
   private constructor(
     readonly dir: string,
     readonly config: VolumeConfig,
@@ -243,7 +247,23 @@ export class Volume {
     readonly store: ChunkStore,
     readonly fs: Filesystem,
     private readonly locked: boolean,
+    readonly readonly: boolean,
   ) {}
+
+  /** Rewrites the key header (and the snapshot manifest after it) on every device. */
+  async writeHeaders(): Promise<void> {
+    await this.raid.writeHeaderArea(headerArea(this.header, this.manifest));
+  }
+
+  /** Snapshots the metadata into the store if anything changed since the last snapshot. */
+  async snapshot(force = false): Promise<boolean> {
+    return this.fs.exclusive(async () => {
+      if (this.readonly || !this.raid.canWrite) return false;
+      if (!force && !this.meta.changedSinceSnapshot()) return false;
+      await takeSnapshot(this);
+      return true;
+    });
+  }
 
   static async open(o: OpenOptions): Promise<Volume> {
     const dir = resolve(o.dir);
@@ -284,9 +304,11 @@ export class Volume {
       }
       keys = VolumeKeys.derive(masterKey, header.cipher);
       masterKey.fill(0);
+      const manifest = newestManifest(keys, copies);
+      const manifestBlob = manifest ? encodeManifest(keys, manifest) : null;
       if (!o.readonly && raid.canWrite && picked.good.some((g) => !g)) {
         log('rewriting damaged or stale key header copies');
-        await raid.writeHeaderArea(encodeKeyHeader(header));
+        await raid.writeHeaderArea(headerArea(header, manifestBlob));
       }
       meta = Metadata.open(join(dir, META_NAME), {
         hexKey: header.cipher === 'none' ? undefined : keys.metaKey.toString('hex'),
@@ -294,7 +316,9 @@ export class Volume {
       });
       const store = new ChunkStore({ raid, keys, chunker: config.chunker, usedRows: meta.usedRows() });
       const fs = new Filesystem(meta, store, { log, readonly: o.readonly, ...o.fs });
-      return new Volume(dir, config, raid, header, keys, meta, store, fs, !!o.lock);
+      const vol = new Volume(dir, config, raid, header, keys, meta, store, fs, !!o.lock, !!o.readonly);
+      vol.manifest = manifestBlob;
+      return vol;
     } catch (e) {
       meta?.close();
       keys?.wipe();
@@ -307,6 +331,7 @@ export class Volume {
   async close(): Promise<void> {
     try {
       await this.fs.destroy();
+      if (!this.readonly) await this.snapshot();
     } finally {
       this.meta.close();
       this.keys.wipe();
@@ -317,16 +342,13 @@ export class Volume {
 
   /** Reclaims unreferenced chunks and returns emptied rows to the allocator. */
   async gc(): Promise<{ chunks: number; bytes: number; rows: number }> {
-    return this.fs.exclusive(() => {
-      const r = this.meta.apply<{ chunks: number; bytes: number; segments: number[] }>({ op: 'gc', now: 0n, snapshotGeneration: this.snapshotGeneration() });
-      // Without snapshots in the store yet, quarantine ends at once.
-      const releasable = this.meta.releasableRows(this.snapshotGeneration() + 1);
-      if (releasable.length) {
-        this.meta.apply({ op: 'freeSegments', rows: releasable });
-        this.store.releaseRows(releasable);
-      }
-      return { chunks: r.chunks, bytes: r.bytes, rows: releasable.length };
-    });
+    const r = await this.fs.exclusive(() =>
+      this.meta.apply<{ chunks: number; bytes: number; segments: number[] }>({ op: 'gc', now: 0n, snapshotGeneration: this.snapshotGeneration() }),
+    );
+    // Emptied rows stay quarantined until a snapshot newer than their freeing exists; taking
+    // one now ends the quarantine (the snapshot releases them).
+    if (r.segments.length) await this.snapshot(true);
+    return { chunks: r.chunks, bytes: r.bytes, rows: r.segments.length };
   }
 
   snapshotGeneration(): number {

@@ -1113,9 +1113,10 @@ export class RaidArray {
     const inUse = [...this.members.filter((x) => x !== m).map((x) => x.path), ...this.spares.map((s) => s.path)].map((p) => resolvePath(p));
     if (inUse.includes(resolvePath(newPath))) throw ioError('EINVAL', `${newPath} is already part of this array`);
     await this.ensurePersisted();
-    // Stop using the old device before a new handle (possibly to the same file) takes the slot.
-    this.markFaulted(m, 'being replaced');
+    // Validate the new device before giving up the old one: a bad path must not cost a healthy
+    // member. Opening the same file twice (re-adding a stale device) is fine.
     const io = await this.openDevice(newPath, true);
+    let dropped = false;
     try {
       const size = await io.size();
       if (size >= SB_SIZE && !opts?.force) {
@@ -1126,10 +1127,12 @@ export class RaidArray {
       const need = this.pos(this.rows);
       if (size < need) await io.truncate(need);
       if ((await io.size()) < need) throw ioError('ENOSPC', `${newPath} is too small, need ${need} bytes`);
+      dropped = m.state === 'ONLINE' || m.state === 'REBUILDING';
+      this.markFaulted(m, 'being replaced');
       await this.copyHeaderTo(io);
     } catch (e) {
       await closeQuietly(io);
-      await this.commit();
+      if (dropped) await this.commit();
       throw e;
     }
     await this.adopt(m, io, newPath, randomBytes(16));

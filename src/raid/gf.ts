@@ -84,8 +84,14 @@ function pqWords(D: Uint32Array[], P: Uint32Array, Q: Uint32Array | null): void 
   // The output may alias nothing else, but must not be read before it is initialised.
   P.set(last);
   if (!Q) {
-    for (let i = n - 2; i >= 0; i--) {
-      const d = D[i];
+    let i = n - 2;
+    for (; i >= 1; i -= 2) {
+      const d1 = D[i];
+      const d0 = D[i - 1];
+      for (let k = 0; k < w; k++) P[k] ^= d1[k] ^ d0[k];
+    }
+    if (i === 0) {
+      const d = D[0];
       for (let k = 0; k < w; k++) P[k] ^= d[k];
     }
     return;

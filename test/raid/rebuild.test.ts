@@ -181,3 +181,25 @@ test('activateSpare fills a slot that was missing at open', async (t) => {
   await readEverything(arr, f, r, { verify: true });
   await arr.close();
 });
+
+test('replace refuses another volume’s device without costing the old one; proactive replace works', async (t) => {
+  const f = await fixture(3);
+  const g = await fixture(2, 'other');
+  t.after(() => Promise.all([f.cleanup(), g.cleanup()]));
+  const r = rng(17);
+  const foreign = await RaidArray.create({ volumeId: Buffer.alloc(16, 1), layout: { level: 1, devices: 2, stripSize: STRIP }, devices: g.paths, deviceSize: 18 * 1024 * 1024, openDevice: g.openDevice });
+  await foreign.close();
+  const arr = await createArray(f, { level: 5, devices: 3 });
+  await fillRows(arr, f, r, 4);
+  await assert.rejects(arr.replace(0, g.paths[0], rowsInUse(f)), /belongs to another hoardfs volume; use --force/);
+  assert.equal(arr.status()[0].state, 'ONLINE');
+  assert.equal(arr.degraded, false);
+  // Proactive: swap a healthy member for a new file, then lose another one.
+  const fresh = join(f.dir, 'fresh.img');
+  await arr.replace(f.paths[0], fresh, rowsInUse(f));
+  f.paths[0] = fresh;
+  assert.equal(arr.degraded, false);
+  await arr.faultDevice(1, 'test');
+  await readEverything(arr, f, r, { verify: true });
+  await arr.close();
+});

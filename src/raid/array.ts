@@ -127,6 +127,16 @@ async function zeroRange(io: DeviceIO, pos: number, len: number): Promise<void> 
   }
 }
 
+// A verifier that throws (say, a decryption error) has rejected the bytes; it must not abort the
+// search for a reconstruction that does verify.
+async function verifies(verify: Verify, b: Buffer): Promise<boolean> {
+  try {
+    return (await verify(b)) === true;
+  } catch {
+    return false;
+  }
+}
+
 function* subsets(pool: number[], size: number, start = 0, acc: number[] = []): Generator<number[]> {
   if (acc.length === size) {
     yield acc.slice();
@@ -863,7 +873,7 @@ export class RaidArray {
         });
       }),
     );
-    if (fastOk && (!verify || (await verify(out)))) return out;
+    if (fastOk && (!verify || (await verifies(verify, out)))) return out;
     return this.reconstructRead(row, h, byGroup, failed, out, verify);
   }
 
@@ -904,7 +914,7 @@ export class RaidArray {
     for (const combo of combos(ctxs.map((c) => c.cands.length))) {
       if (++tries > MAX_TRIES) break;
       ctxs.forEach((ctx, i) => ctx.cands[combo[i]].bytes.forEach((b, pi) => out.set(b, ctx.pieces[pi].outOff)));
-      if (verify && !(await verify(out))) continue;
+      if (verify && !(await verifies(verify, out))) continue;
       await this.healFrom(row, ctxs, combo);
       return out;
     }

@@ -273,3 +273,25 @@ test('fault injector: ranges, counts, reload on change, open faults', async (t) 
   await io.write(b, 0);
   await io.close();
 });
+
+test('a verify callback that throws counts as a rejection, reconstruction continues', async (t) => {
+  const f = await fixture(3);
+  t.after(() => f.cleanup());
+  const r = rng(18);
+  const a = await createArray(f, { level: 5, devices: 3 });
+  const data = randBuf(r, 2 * STRIP);
+  const h = await a.writeRow(0, data);
+  await a.close();
+  const fh = await fsOpen(f.paths[0], 'r+'); // row 0: P on the last member, data strip 0 on the first
+  await fh.write(Buffer.from([0x55]), 0, 1, DATA_START + 17);
+  await fh.close();
+  const b = await openArray(f);
+  const good = verifierFor(data.subarray(0, 100));
+  const got = await b.readRange(0, h, 0, 100, (x) => {
+    if (!good(x)) throw new Error('bad tag');
+    return true;
+  });
+  assert.ok(got.equals(data.subarray(0, 100)));
+  assert.equal(b.status()[0].checksumErrors, 1);
+  await b.close();
+});

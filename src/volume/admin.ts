@@ -108,16 +108,17 @@ export interface ScrubReport {
 export async function scrub(vol: Volume, progress?: ProgressFn): Promise<ScrubReport> {
   const start = Date.now();
   const segs = vol.meta.segments().filter((s) => s.state === 1);
-  const before = vol.raid.errorCounts();
   const r: ScrubReport = { rows: 0, chunks: 0, bytes: 0, repairedChunks: 0, unrecoverableChunks: 0, parityMismatches: 0, parityRepaired: 0, damagedFiles: [], seconds: 0 };
   const lost: number[] = [];
   for (const s of segs) {
     const chunks = vol.meta.chunksInSegment(s.row);
     let rowOk = true;
     for (const c of chunks) {
+      const healedBefore = vol.raid.errorCounts().checksumErrors;
       try {
         await vol.store.readUncached({ hash: c.hash, segment: c.segment, height: c.height, off: c.off, storedLen: c.storedLen, plainLen: c.plainLen });
         r.bytes += c.plainLen;
+        if (vol.raid.errorCounts().checksumErrors > healedBefore) r.repairedChunks++;
       } catch {
         rowOk = false;
         lost.push(c.id);
@@ -132,8 +133,6 @@ export async function scrub(vol: Volume, progress?: ProgressFn): Promise<ScrubRe
     r.rows++;
     progress?.({ phase: 'scrub', done: r.rows, total: segs.length, bytesPerSec: rate(start, r.bytes) });
   }
-  const after = vol.raid.errorCounts();
-  r.repairedChunks = after.checksumErrors - before.checksumErrors;
   r.unrecoverableChunks = lost.length;
   vol.meta.apply({ op: 'setConfig', key: 'damaged_chunks', value: JSON.stringify(lost) });
   r.damagedFiles = lost.length ? vol.meta.filesUsingChunks(lost) : [];

@@ -139,6 +139,7 @@ test('POSIX table gives the same results and errnos as tmpfs', () => {
     const want = JSON.stringify(errno(() => f(ref.path)));
     const got = JSON.stringify(errno(() => f(vol.mnt)));
     if (want !== got) diffs.push(`${name}: tmpfs ${want}, hoardfs ${got}`);
+    if (process.env.HOARDFS_TEST_VERBOSE) console.error(name, got);
   }
   assert.deepEqual(diffs, []);
 });

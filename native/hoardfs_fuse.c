@@ -106,6 +106,7 @@ static hreq_t *hreq_new(int op, fuse_req_t req, const char *s1, size_t s1len, co
   if (!r) return NULL;
   r->op = op;
   r->req = req;
+  memset(r->a, 0, sizeof r->a);
   r->s1 = r->s2 = NULL;
   r->s1len = s1len;
   r->s2len = s2len;
@@ -173,7 +174,9 @@ static void ll_init(void *ud, struct fuse_conn_info *conn) {
   /* libfuse 3.14 sizes its receive buffer for 256 pages, so 1 MiB is the ceiling; it also
    * sends FUSE_MAX_PAGES to the kernel so the kernel actually uses it. */
   conn->max_write = 1u << 20;
-  conn->max_readahead = 1u << 20; /* clamped by libfuse to what the kernel offered */
+  /* The kernel uses min(this, bdi read_ahead_kb), and the bdi starts at 128 KiB: the adapter
+   * raises it through sysfs after mounting (MountOptions.readAheadKb). */
+  conn->max_readahead = 1u << 20;
   /* More in-flight async reads / writeback pages than the default 12. */
   conn->max_background = 64;
   conn->congestion_threshold = 48;
@@ -799,10 +802,11 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
   char *buf = malloc(size ? size : 1);
   if (!buf) return done(env, m, fuse_reply_err(req, ENOMEM));
   size_t pos = 0, noff = 0, i;
-  char name[1024];
+  char name[4096]; /* the kernel's own FUSE name limit is at most PATH_MAX - 1 */
   for (i = 0; i < count; i++) {
     size_t nl = (size_t)meta[i * 4 + 3];
-    if (nl >= sizeof name || noff + nl > nameslen) break;
+    if (noff + nl > nameslen) break;
+    if (nl >= sizeof name) { noff += nl; continue; } /* unrepresentable: skip, keep going */
     memcpy(name, names + noff, nl);
     name[nl] = 0; /* fuse_add_direntry wants a C string */
     noff += nl;
@@ -945,6 +949,9 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (!m || m->closed) return NULL;
   if (m->thread_started) pthread_join(m->thread, NULL);
   m->thread_started = 0;
+  /* The mt loop clears the exited flag on its way out; set it again so that replies arriving
+   * after this point fail quietly instead of printing "fuse: writing device". */
+  fuse_session_exit(m->se);
   /* Sees POLLERR when the kernel side is already gone and then only closes the fd. */
   fuse_session_unmount(m->se);
   m->closed = 1;

@@ -4,8 +4,10 @@
 // arguments in the shared scratch array A. The adapter reads them immediately, starts the FsOps
 // promise and returns; the reply is sent whenever the promise settles. Exactly one reply is sent
 // per request (run() funnels both outcomes and reply-packing errors into a single answer).
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { readFile, realpath, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import type { Attr, Ctx, DirEntry, Entry, FsOps, OpenResult, SetAttr, StatFs } from '../fs/types.ts';
 import {
   A,
@@ -79,6 +81,18 @@ export interface MountOptions {
    * its own; lookup/create/mkdir/... use Entry.attrTimeout). Default 1.
    */
   attrTimeout?: number;
+  /**
+   * Read-ahead window for this mount's bdi (/sys/class/bdi/MAJ:MIN/read_ahead_kb). The kernel
+   * starts FUSE mounts at 128 KiB, which caps sequential reads at 128 KiB requests; 1024 lets
+   * them use the full 1 MiB the connection allows. Best effort (needs root); 0 leaves it alone.
+   * Default 1024.
+   */
+  readAheadKb?: number;
+  /**
+   * If the process exits while still mounted (crash, process.exit), lazily unmount so the
+   * mount point is not left as "Transport endpoint is not connected". Default true.
+   */
+  unmountOnExit?: boolean;
   /** Called once when the session has ended (our unmount, `fusermount3 -u`, `umount`), after FsOps.destroy. */
   onUnmount?: () => void;
 }
@@ -102,6 +116,8 @@ const ENOENT = ERRNO.ENOENT!;
 const ENOSYS = ERRNO.ENOSYS!;
 const ERANGE = ERRNO.ERANGE!;
 
+const OP_NAME: Record<number, string> = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k.toLowerCase()]));
+
 const loggedErrors = new Set<string>();
 function logOnce(where: string, e: unknown): void {
   const key = e instanceof Error ? `${e.name}:${e.message}` : String(e);
@@ -123,7 +139,7 @@ function errnoOf(e: unknown, op: number): number {
       if (n !== undefined) return -n;
     }
   }
-  logOnce(`op ${op}`, e);
+  logOnce(OP_NAME[op] ?? `op ${op}`, e);
   return -EIO;
 }
 
@@ -165,6 +181,18 @@ function packStatfs(s: StatFs): void {
   R[7] = s.namemax;
 }
 
+/**
+ * The kernel will never release a handle whose open reply arrived after the opener gave up, so
+ * we do. Must not throw: it runs after the reply, and run() would otherwise answer a second time.
+ */
+function releaseQuietly(release: () => Promise<void>): void {
+  try {
+    release().catch((e: unknown) => logOnce('release', e));
+  } catch (e) {
+    logOnce('release', e);
+  }
+}
+
 function runFusermount(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile('fusermount3', args, (err, _stdout, stderr) => {
@@ -172,6 +200,26 @@ function runFusermount(args: string[]): Promise<void> {
       else resolve();
     });
   });
+}
+
+/** Finds the mount's device in /proc/self/mountinfo (no request to our own filesystem). */
+async function setReadAhead(mountpoint: string, kb: number): Promise<void> {
+  try {
+    // Resolve symlinks in the parent only: a stat of the mount point itself would be a request to us.
+    const abs = path.resolve(mountpoint);
+    const target = path.join(await realpath(path.dirname(abs)), path.basename(abs));
+    const info = await readFile('/proc/self/mountinfo', 'utf8');
+    let dev: string | undefined;
+    for (const line of info.split('\n')) {
+      const f = line.split(' ');
+      // Field 5 is the mount point with space, tab, newline and backslash octal-escaped.
+      const mp = f[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+      if (mp === target) dev = f[2]; // the last match is the topmost mount
+    }
+    if (dev) await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(kb));
+  } catch {
+    // not root, or no sysfs: reads just stay at 128 KiB requests
+  }
 }
 
 export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions = {}): Promise<FuseMount> {
@@ -241,9 +289,22 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   let resolveEnded!: () => void;
   const endedPromise = new Promise<void>((r) => (resolveEnded = r));
 
+  // Runs inside process 'exit', so it cannot wait: the child is spawned (fork+exec happen
+  // synchronously) and left running. Waiting would also risk a deadlock: unmounting may need
+  // this very process to answer writeback requests. Once we are gone the kernel aborts the
+  // connection, so the lazy unmount never needs us.
+  const detachOnExit = (): void => {
+    try {
+      spawn('fusermount3', ['-u', '-z', mountpoint], { detached: true, stdio: 'ignore' }).unref();
+    } catch {
+      // nothing more we can do while exiting
+    }
+  };
+
   const onExit = async (): Promise<void> => {
     if (ended) return;
     ended = true;
+    process.off('exit', detachOnExit);
     if (handle) {
       lastInfo = native.info(handle);
       native.close(handle);
@@ -372,7 +433,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
         run(req, op, () => fs.open(ino, flags, ctx), (req, o) => {
           packOpen(o);
           // -ENOENT: the opener was interrupted; the kernel will never send release for it.
-          if (native.replyOpen(req) === -ENOENT) fs.release(ino, o.fh).catch((e) => logOnce('release', e));
+          if (native.replyOpen(req) === -ENOENT) releaseQuietly(() => fs.release(ino, o.fh));
         });
         return;
       }
@@ -383,9 +444,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
         run(req, op, () => fs.create(ino, a as Buffer, mode, flags, ctx), (req, r) => {
           packEntry(r.entry);
           packOpen(r.open);
-          if (native.replyCreate(req) === -ENOENT) {
-            fs.release(r.entry.attr.ino, r.open.fh).catch((e) => logOnce('release', e));
-          }
+          if (native.replyCreate(req) === -ENOENT) releaseQuietly(() => fs.release(r.entry.attr.ino, r.open.fh));
         });
         return;
       }
@@ -423,7 +482,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
         const flags = A[A_FLAGS]!;
         run(req, op, () => fs.opendir(ino, flags, ctx), (req, o) => {
           packOpen(o);
-          if (native.replyOpen(req) === -ENOENT) fs.releasedir(ino, o.fh).catch((e) => logOnce('releasedir', e));
+          if (native.replyOpen(req) === -ENOENT) releaseQuietly(() => fs.releasedir(ino, o.fh));
         });
         return;
       }
@@ -509,6 +568,9 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   }
 
   const h = handle;
+  if (opts.unmountOnExit ?? true) process.on('exit', detachOnExit);
+  const ra = opts.readAheadKb ?? 1024;
+  if (ra > 0) await setReadAhead(mountpoint, ra);
   return {
     mountpoint,
     ended: endedPromise,

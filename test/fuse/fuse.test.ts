@@ -248,13 +248,18 @@ print('ok')
     }
   });
 
-  it('delivers 1 MiB writes as single 1 MiB requests', async () => {
+  it('delivers 1 MiB writes and read-ahead as single 1 MiB requests', async () => {
     const n = memfs.stats.writes;
     await sh(`dd if=/dev/zero of=${p('big1m')} bs=1M count=8 status=none`);
     const sizes = [...memfs.stats.writeSizes.entries()].filter(([s]) => s >= 1 << 16);
     console.log(`  largest write request: ${memfs.stats.maxWrite} bytes; negotiated ${JSON.stringify(m!.info())}`);
     assert.equal(memfs.stats.maxWrite, 1 << 20);
     assert.equal(memfs.stats.writes - n, 8, `8 writes expected, sizes ${JSON.stringify(sizes)}`);
+    // Sequential reads: with the bdi read-ahead raised to 1 MiB, so are the read requests.
+    await fsp.writeFile('/proc/sys/vm/drop_caches', '1').catch(() => undefined);
+    await sh(`dd if=${p('big1m')} of=/dev/null bs=1M status=none`);
+    console.log(`  largest read request: ${memfs.stats.maxRead} bytes`);
+    assert.equal(memfs.stats.maxRead, 1 << 20);
     // Without noSecurityCapability the kernel really does ask before each write.
     assert.ok(memfs.stats.securityCapability >= 8);
   });
@@ -358,15 +363,17 @@ describe('second mount: external unmount and in-C security.capability', () => {
   let tmp: string;
   let mnt: string;
   let m: FuseMount | undefined;
+  before(async () => {
+    tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'hoardfs-fuse2-'));
+    mnt = path.join(tmp, 'mnt');
+    await fsp.mkdir(mnt);
+  });
   after(async () => {
     if (m) await forceUnmount(mnt);
     await fsp.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
   });
 
   it('fires onUnmount after `fusermount3 -u`', async () => {
-    tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'hoardfs-fuse2-'));
-    mnt = path.join(tmp, 'mnt');
-    await fsp.mkdir(mnt);
     const memfs = new MemFs();
     let fired!: () => void;
     const unmounted = new Promise<void>((r) => (fired = r));
@@ -380,6 +387,33 @@ describe('second mount: external unmount and in-C security.capability', () => {
     await withTimeout(m.ended, 1000, 'ended');
     assert.ok(memfs.destroyed);
     m = undefined;
+  });
+
+  it('survives the connection being aborted while a request is still in JS (umount -f)', async () => {
+    const mnt3 = path.join(tmp, 'mnt3');
+    await fsp.mkdir(mnt3);
+    const memfs = new MemFs({ slowMs: 1500 });
+    let fired!: () => void;
+    const unmounted = new Promise<void>((r) => (fired = r));
+    const m3 = await mountFs(memfs, mnt3, { onUnmount: () => fired() });
+    try {
+      await fsp.writeFile(path.join(mnt3, 'slow'), 'zzz');
+      const cat = run('cat', [path.join(mnt3, 'slow')]).then(
+        () => 'read ok',
+        (e: { stderr?: string }) => String(e.stderr),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      // MNT_FORCE makes FUSE abort the connection; the read is still sleeping in MemFs.
+      await run('umount', ['-f', mnt3]).catch(() => undefined);
+      await withTimeout(unmounted, 3000, 'onUnmount after abort');
+      assert.equal(m3.info().outstanding, 1, 'the slow read was still owed when the session ended');
+      assert.match(await cat, /Software caused connection abort|not connected/);
+      // The late reply goes to a closed session; the process must survive it.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(memfs.stats.calls.get('read'), 1);
+    } finally {
+      await forceUnmount(mnt3);
+    }
   });
 
   it('rejects a bad mount cleanly', async () => {

@@ -69,7 +69,7 @@ export class MemFs implements FsOps {
   readonly entryTimeout: number;
   readonly attrTimeout: number;
   /** Observability for tests. */
-  readonly stats = { writes: 0, maxWrite: 0, writeSizes: new Map<number, number>(), calls: new Map<string, number>(), nameTooLong: 0, securityCapability: 0, readdirMaxEntries: 0 };
+  readonly stats = { writes: 0, maxWrite: 0, writeSizes: new Map<number, number>(), calls: new Map<string, number>(), nameTooLong: 0, securityCapability: 0, readdirMaxEntries: 0, maxRead: 0 };
   destroyed = false;
 
   constructor(opts: MemFsOptions = {}) {
@@ -350,6 +350,7 @@ export class MemFs implements FsOps {
 
   async read(ino: Ino, fh: number, size: number, offset: number): Promise<Buffer> {
     this.count('read');
+    if (size > this.stats.maxRead) this.stats.maxRead = size;
     const n = this.fileOf(ino, fh);
     if (n.slow && this.slowMs > 0) await new Promise((r) => setTimeout(r, this.slowMs));
     const end = Math.min(n.size, offset + size);

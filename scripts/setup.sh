@@ -14,6 +14,9 @@ if ((${#missing[@]})); then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Native addons build against the machine's Node headers (no header download is possible here).
+[[ -f /usr/include/node/node_api.h ]] && export npm_config_nodedir=/usr
+
 # npm ci only when the lock file changed since the last install (it recompiles SQLite: minutes).
 stamp=node_modules/.hoardfs-lock-stamp
 want=$(sha256sum package-lock.json | cut -d' ' -f1)

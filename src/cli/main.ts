@@ -95,10 +95,10 @@ async function mkfs(argv: string[]): Promise<void> {
 }
 
 async function mount(argv: string[]): Promise<void> {
-  const usage = 'hoardfs mount VOLUME MOUNTPOINT [-f|--foreground] [-o OPTIONS] [--passphrase-file FILE | --key-file FILE]';
+  const usage = 'hoardfs mount VOLUME MOUNTPOINT [-f|--foreground] [-o OPTIONS] [--metrics HOST:PORT] [--passphrase-file FILE | --key-file FILE]';
   const { values: v, positionals } = parse(
     argv,
-    { foreground: { type: 'boolean', short: 'f' }, o: { type: 'string', short: 'o', multiple: true }, 'daemon-child': { type: 'boolean' }, ...secretOptions },
+    { foreground: { type: 'boolean', short: 'f' }, o: { type: 'string', short: 'o', multiple: true }, metrics: { type: 'string' }, 'daemon-child': { type: 'boolean' }, ...secretOptions },
     usage,
     { min: 2, max: 2 },
   );
@@ -116,6 +116,7 @@ async function mount(argv: string[]): Promise<void> {
         dir,
         mountpoint: mnt,
         fuseOptions,
+        metrics: v.metrics as string | undefined,
         getSecret: secretFromParent ? async () => secretFromParent! : secretGetter(v),
         handlers: (await import('./commands.ts')).daemonHandlers,
       });
@@ -138,7 +139,7 @@ async function mount(argv: string[]): Promise<void> {
   let secret: Secret | undefined;
   if (cfg.cipher !== 'none') secret = await secretGetter(v)();
   const log = openSync(join(resolve(dir), 'daemon.log'), 'a', 0o600);
-  const args = [BIN, 'mount', dir, mnt, '--daemon-child', ...fuseOptions.flatMap((x) => ['-o', x])];
+  const args = [BIN, 'mount', dir, mnt, '--daemon-child', ...fuseOptions.flatMap((x) => ['-o', x]), ...(v.metrics ? ['--metrics', v.metrics as string] : [])];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log, 'ipc'] });
   const result = await new Promise<{ ready?: boolean; error?: string }>((res) => {
     child.once('message', (m) => res(m as { ready?: boolean; error?: string }));
@@ -169,24 +170,29 @@ async function umount(argv: string[]): Promise<void> {
     }
   };
   if (rec && alive(rec.pid)) {
-    process.kill(rec.pid, 'SIGTERM');
-    for (let i = 0; i < 6000 && alive(rec.pid); i++) await new Promise((r) => setTimeout(r, 50));
-    if (alive(rec.pid)) throw new VolumeError(`the daemon (process ${rec.pid}) did not finish unmounting`);
+    // The kernel lets go first (a busy mount says so here), then the daemon stores what it
+    // buffered and exits; umount returns only when that is done.
+    const r = await runCapture('fusermount3', ['-u', mnt]);
+    if (r.code !== 0) throw new VolumeError(`cannot unmount ${positionals[0]}: ${r.stderr.trim().replace(/^fusermount3: /, '') || 'fusermount3 failed'}`);
+    for (let i = 0; i < 6000 && alive(rec.pid); i++) await new Promise((res) => setTimeout(res, 50));
+    if (alive(rec.pid)) throw new VolumeError(`the daemon (process ${rec.pid}) did not finish storing buffered data`);
+    return;
   }
-  if (mountedAt(mnt)) {
-    // The daemon is gone (crashed or killed): the kernel mount is all that is left.
-    const r = await run('fusermount3', ['-u', mnt]);
-    if (r !== 0 && (await run('fusermount3', ['-uz', mnt])) !== 0) throw new VolumeError(`cannot unmount ${mnt}`);
-  }
+  // The daemon is gone (crashed or killed): the kernel mount is all that is left.
+  const r = await runCapture('fusermount3', ['-u', mnt]);
+  if (r.code !== 0 && (await runCapture('fusermount3', ['-uz', mnt])).code !== 0) throw new VolumeError(`cannot unmount ${mnt}: ${r.stderr.trim()}`);
 }
 
-function run(cmd: string, args: string[]): Promise<number> {
+function runCapture(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {
   return new Promise((res) => {
-    const c = spawn(cmd, args, { stdio: 'ignore' });
-    c.on('exit', (code) => res(code ?? 1));
-    c.on('error', () => res(127));
+    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('close', (code) => res({ code: code ?? 1, stderr }));
+    c.on('error', (e) => res({ code: 127, stderr: e.message }));
   });
 }
+
 
 function printStats(s: VolumeStats): void {
   out(`files:          ${s.files} (${s.directories} directories)`);
@@ -198,6 +204,18 @@ function printStats(s: VolumeStats): void {
   if (s.live) {
     const l = s.live;
     out(`mounted:        yes; ${l.writes} writes, ${l.reads} reads, cache hit rate ${(100 * l.cacheHitRate).toFixed(1)}%, ${formatBytes(l.bufferedBytes)} buffered`);
+    if (s.throughput) {
+      const t = s.throughput;
+      out(`throughput:     read ${formatBytes(t.readBytesPerSec)}/s (${t.readsPerSec.toFixed(0)} req/s), write ${formatBytes(t.writeBytesPerSec)}/s (${t.writesPerSec.toFixed(0)} req/s), last 5 s`);
+    }
+    if (s.latency) {
+      out('latency:        operation     count      p50      p99   (upper bounds of log2 buckets)');
+      const us = (x: number) => (x >= 1e6 ? `${(x / 1e6).toFixed(1)} s` : x >= 1000 ? `${(x / 1000).toFixed(x >= 1e4 ? 0 : 1)} ms` : `${x} us`);
+      for (const op of ['read', 'write', 'getattr', 'lookup', 'fsync', 'create', 'open', 'release']) {
+        const h = s.latency[op];
+        if (h) out(`                ${op.padEnd(10)} ${String(h.count).padStart(8)} ${us(h.p50us).padStart(8)} ${us(h.p99us).padStart(8)}`);
+      }
+    }
   } else out('mounted:        no');
 }
 

@@ -9,6 +9,7 @@ import { readConfig } from './config.ts';
 import { removeMountRecord, serveControl, writeMountRecord, type Handler } from './control.ts';
 import { volumeStats } from './stats.ts';
 import { resumeRebuild, saveMembership } from './admin.ts';
+import { Metrics, instrument, serveMetrics } from './metrics.ts';
 
 export interface MountOptions {
   dir: string;
@@ -18,7 +19,15 @@ export interface MountOptions {
   log?: (msg: string) => void;
   /** Extra control commands (status, scrub, ...) registered by other modules. */
   handlers?: (vol: Volume) => Record<string, Handler>;
+  /** HOST:PORT to serve Prometheus metrics on (GET /metrics). */
+  metrics?: string;
 }
+
+// Kernel cache lifetimes (seconds) for entries and attributes. Every change to the volume goes
+// through this daemon, which answers with fresh attributes and the kernel invalidates what it
+// changed itself, so a longer lifetime only saves lookup/getattr round trips.
+const ENTRY_TIMEOUT = 10;
+const ATTR_TIMEOUT = 10;
 
 function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
@@ -67,7 +76,7 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
   const opts = [...(o.fuseOptions ?? [])];
   const nonEmpty = opts.includes('nonempty');
   const mnt = checkMountpoint(o.mountpoint, nonEmpty);
-  const volume = await Volume.open({ dir, getSecret: o.getSecret, lock: true, log });
+  const volume = await Volume.open({ dir, getSecret: o.getSecret, lock: true, log, fs: { entryTimeout: ENTRY_TIMEOUT, attrTimeout: ATTR_TIMEOUT } });
   if (volume.raid.degraded) log(`volume is DEGRADED: ${volume.raid.status().filter((d) => d.state !== 'ONLINE' && d.state !== 'SPARE').map((d) => `${d.path} ${d.state}`).join(', ')}`);
   const volumeId = volume.config.volumeId;
   let resolveClosed!: () => void;
@@ -81,6 +90,8 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
   const shutdown = (): Promise<void> => {
     closing ??= (async () => {
       control?.close();
+      metricsServer?.close();
+      metrics.stop();
       clearInterval(upkeepTimer);
       try {
         await volume.close();
@@ -92,19 +103,38 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
     })();
     return closing;
   };
+  const metrics = new Metrics(() => ({
+    bytesRead: volume.fs.counters.bytesRead,
+    bytesWritten: volume.fs.counters.bytesWritten,
+    reads: volume.fs.counters.reads,
+    writes: volume.fs.counters.writes,
+    cacheReads: volume.store.stats.reads,
+    cacheHits: volume.store.stats.cacheHits,
+  }));
+  let metricsServer: import('node:http').Server | undefined;
   try {
-    fuse = await mountFs(volume.fs, mnt, {
+    fuse = await mountFs(instrument(volume.fs, metrics), mnt, {
+      attrTimeout: ATTR_TIMEOUT,
+      readAheadKb: 1024,
       options: ['fsname=hoardfs:' + volumeId, 'subtype=hoardfs', 'default_permissions', 'allow_other', ...opts.filter((x) => x !== 'nonempty')],
       onUnmount: () => void shutdown(),
     });
   } catch (e) {
+    metrics.stop();
     await volume.close().catch(() => {});
     throw new VolumeError(`mounting ${mountpoint(o)} failed: ${(e as Error).message}`);
+  }
+  if (o.metrics) {
+    try {
+      metricsServer = await serveMetrics(o.metrics, () => metrics.prometheus({ bufferedBytes: volume.fs.buffered, openFiles: volume.fs.openFiles, freeBytes: volume.store.freeRows * volume.raid.rowDataBytes }));
+    } catch (e) {
+      log(`metrics endpoint ${o.metrics} not served: ${(e as Error).message}`);
+    }
   }
   updateLock(dir, { pid: process.pid, mountpoint: mnt });
   writeMountRecord({ pid: process.pid, dir, mountpoint: mnt, volumeId });
   const handlers: Record<string, Handler> = {
-    stats: async () => volumeStats(volume),
+    stats: async () => ({ ...volumeStats(volume), throughput: metrics.throughput(), latency: metrics.latency() }),
     gc: async () => volume.gc(),
     sync: async () => volume.fs.sync(),
     ...(o.handlers?.(volume) ?? {}),
@@ -147,7 +177,13 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
     unmount: async () => {
       // Buffered data is stored before the kernel lets go, so nothing is lost if the unmount is lazy.
       await volume.fs.sync().catch((e) => log(`flush before unmount failed: ${(e as Error).message}`));
-      await f.unmount();
+      try {
+        await f.unmount();
+      } catch (e) {
+        // Busy (open files, a shell inside): detach now; the kernel finishes when they close.
+        log(`unmount: ${(e as Error).message}; detaching lazily`);
+        await f.unmount({ lazy: true });
+      }
       await shutdown();
     },
   };

@@ -41,8 +41,11 @@ export interface ChunkStoreOptions {
 
 export class ChunkStore {
   readonly raid: RaidArray;
-  readonly keys: VolumeKeys;
-  readonly chunker: Chunker;
+  keys: VolumeKeys;
+  /** The previous key set while 'hoardfs reencrypt' rotates the master key; reads fall back to it. */
+  prevKeys: VolumeKeys | null = null;
+  chunker: Chunker;
+  private readonly chunkerParams: ChunkerParams;
   private readonly cache: LRUCache<string, Buffer>;
   private readonly used: Uint8Array;
   private nextFree = 0;
@@ -52,6 +55,7 @@ export class ChunkStore {
   constructor(o: ChunkStoreOptions) {
     this.raid = o.raid;
     this.keys = o.keys;
+    this.chunkerParams = o.chunker;
     this.chunker = new Chunker(o.chunker, gearTable(o.keys.gearKey));
     this.cache = new LRUCache<string, Buffer>({
       maxSize: o.cacheBytes ?? 64 * 1024 * 1024,
@@ -66,6 +70,13 @@ export class ChunkStore {
       }
     }
     this.freeCount = this.used.length - n;
+  }
+
+  /** Switches to a new key set (reencrypt): new chunks are cut, named and sealed with it. */
+  setKeys(keys: VolumeKeys, prev: VolumeKeys | null): void {
+    this.keys = keys;
+    this.prevKeys = prev;
+    this.chunker = new Chunker(this.chunkerParams, gearTable(keys.gearKey));
   }
 
   id(data: Uint8Array): Buffer {
@@ -119,15 +130,22 @@ export class ChunkStore {
   }
 
   /** Reads from the devices, whatever the cache holds (scrub). */
-  async readUncached(loc: ChunkLocation): Promise<Buffer> {
+  async readUncached(loc: ChunkLocation, preferPrev = false): Promise<Buffer> {
     let plain: Buffer | undefined;
+    // During a key rotation a chunk is under the old or the new key set; the AEAD tag (or the
+    // keyed id) tells which, so trying both never accepts wrong bytes.
+    const sets = this.prevKeys ? (preferPrev ? [this.prevKeys, this.keys] : [this.keys, this.prevKeys]) : [this.keys];
     const verify = (b: Buffer): boolean => {
-      try {
-        plain = openChunk(this.keys, loc.hash, b);
-        return plain.length === loc.plainLen;
-      } catch {
-        return false;
+      for (const k of sets) {
+        try {
+          plain = openChunk(k, loc.hash, b);
+          if (plain.length === loc.plainLen) return true;
+        } catch {
+          /* not this key set */
+        }
       }
+      plain = undefined;
+      return false;
     };
     let env: Buffer;
     try {

@@ -2,10 +2,12 @@
 import { resolve } from 'node:path';
 import { readSecret } from '../crypto/index.ts';
 import type { Handler } from '../volume/control.ts';
-import { addKey, backupHeader, changeKey, dumpHeader, readKeyHeader, removeKey, restoreHeader } from '../volume/keys.ts';
-import { lockHolder, VolumeError, type Secret, type Volume } from '../volume/volume.ts';
-import { parse, parseInteger, UsageError } from './args.ts';
+import { addKey, backupHeader, changeKey, dumpHeader, readKeyHeader, readKeyState, removeKey, restoreHeader } from '../volume/keys.ts';
+import { reencrypt, type ReencryptReport } from '../volume/reencrypt.ts';
+import { lockHolder, Volume, VolumeError, type Secret } from '../volume/volume.ts';
+import { formatBytes, parse, parseInteger, parseSize, UsageError } from './args.ts';
 import * as common from './common.ts';
+import { progressBar } from './progress.ts';
 
 
 const enc = (s: Secret) => ({ secret: s.secret.toString('base64'), kind: s.kind });
@@ -75,7 +77,7 @@ async function header(argv: string[]): Promise<void> {
   const { values: v, positionals } = parse(rest, { json: { type: 'boolean' } }, usage, sub === 'dump' ? { min: 1, max: 1 } : { min: 2, max: 2 });
   const dir = resolve(positionals[0]);
   if (sub === 'dump') {
-    const info = dumpHeader(await readKeyHeader(dir));
+    const info = dumpHeader(await readKeyHeader(dir), await readKeyState(dir));
     if (v.json) h.out(JSON.stringify(info));
     else h.out(JSON.stringify(info, null, 2));
   } else if (sub === 'backup') {
@@ -83,13 +85,62 @@ async function header(argv: string[]): Promise<void> {
     h.out(`key header of ${positionals[0]} saved to ${positionals[1]} (keep it safe: with a passphrase it opens the volume)`);
   } else {
     if (lockHolder(dir)) throw new VolumeError(`volume ${positionals[0]} is mounted; unmount it before restoring its header`);
-    const n = await restoreHeader(dir, positionals[1]);
-    h.out(`key header restored from ${positionals[1]} onto every device (${n} key slots)`);
+    const r = await restoreHeader(dir, positionals[1]);
+    h.out(`key header restored from ${positionals[1]} onto every device (${r.slots} key slots)`);
+    if (r.sameKey === false) {
+      process.stderr.write(
+        `hoardfs header: warning: this backup holds a different master key than the header it replaced; ` +
+          `if the volume was re-encrypted after the backup was made, it will not open the volume\n`,
+      );
+    }
   }
 }
 
-export const keyCommands: Record<string, (argv: string[]) => Promise<void>> = { keyslot, header };
+async function reencryptCmd(argv: string[]): Promise<void> {
+  const h = common;
+  const usage = 'hoardfs reencrypt VOLUME [--max-rate SIZE] [--json] [--passphrase-file F | --key-file F]';
+  const { values: v, positionals } = parse(argv, { json: { type: 'boolean' }, 'max-rate': { type: 'string' }, ...h.secretOptions }, usage, { min: 1, max: 1 });
+  const dir = resolve(positionals[0]);
+  const maxRate = v['max-rate'] !== undefined ? parseSize(v['max-rate'] as string, '--max-rate') : 0;
+  const secret = await readSecret({ passphraseFile: v['passphrase-file'] as string | undefined, keyFile: v['key-file'] as string | undefined, prompt: 'Passphrase: ' });
+  const bar = progressBar('reencrypt');
+  let r: ReencryptReport | undefined;
+  try {
+    r = (await h.viaDaemon(dir, 'reencrypt', { existing: enc(secret), maxRate }, bar.update)) as ReencryptReport | undefined;
+    if (r === undefined) {
+      const vol = await Volume.open({ dir, lock: true, getSecret: async () => ({ secret: Buffer.from(secret.secret), kind: secret.kind }), fs: { flushIntervalMs: 0 } });
+      try {
+        r = await reencrypt(vol, secret, { maxRate, progress: bar.update });
+      } finally {
+        await vol.close();
+      }
+    }
+  } finally {
+    secret.secret.fill(0);
+    bar.done();
+  }
+  if (v.json) return h.out(JSON.stringify(r));
+  h.out(
+    `${r.resumed ? 'resumed and finished' : 'finished'}: master key rotated to key generation ${r.keyGeneration}; ` +
+      `${r.chunks} chunks (${formatBytes(r.bytes)}) re-sealed in ${r.seconds.toFixed(1)} s (${formatBytes(r.bytesPerSec)}/s); metadata re-keyed`,
+  );
+  if (!r.resumed) {
+    h.out(`key slot ${r.slot} now holds the new master key`);
+    if (r.droppedSlots.length) {
+      h.out(
+        `dropped key slot${r.droppedSlots.length > 1 ? 's' : ''} ${r.droppedSlots.join(', ')}: their passphrases were not given, so they could not ` +
+          `be re-wrapped (as LUKS2 reencrypt does); add them again with 'hoardfs keyslot add'`,
+      );
+    }
+  }
+  h.out(`header backups and metadata snapshots made before the rotation no longer open the volume: make a new backup with 'hoardfs header backup'`);
+}
+
+export const keyCommands: Record<string, (argv: string[]) => Promise<void>> = { keyslot, header, reencrypt: reencryptCmd };
 
 export function keyDaemonHandlers(vol: Volume): Record<string, Handler> {
-  return { keyslot: async (a) => applyKeyslot(vol, a) };
+  return {
+    keyslot: async (a) => applyKeyslot(vol, a),
+    reencrypt: async (a, progress) => reencrypt(vol, dec(a.existing), { maxRate: Number(a.maxRate ?? 0), progress }),
+  };
 }

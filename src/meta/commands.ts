@@ -56,4 +56,7 @@ export type Command =
   | { op: 'freeSegments'; rows: number[] }
   | { op: 'moveChunks'; segments: NewSegment[]; moves: { hash: Buffer; segment: number; off: number; storedLen: number }[] }
   | { op: 'setConfig'; key: string; value: string | number | null }
+  // hoardfs reencrypt: chunks re-sealed under master-key generation keyGen, with their new ids
+  // (from = the id under the previous key). Emptied segments go to quarantine (as gc does).
+  | { op: 'rekeyChunks'; keyGen: number; snapshotGeneration: number; segments: NewSegment[]; moves: { from: Buffer; hash: Buffer; segment: number; off: number; storedLen: number }[] }
   | { op: 'snapshotTaken'; generation: number; createdAt: string; rows: NewSegment[] };

@@ -110,7 +110,7 @@ export class Metadata {
       chunkByHash: p('SELECT c.id, c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, c.refs, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.hash = ?'),
       chunkById: p('SELECT c.id, c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, c.refs, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.id = ?'),
       chunkIdByHash: p('SELECT id FROM chunks WHERE hash = ?'),
-      insChunk: p('INSERT INTO chunks (hash, segment, off, stored_len, plain_len, refs) VALUES (?, ?, ?, ?, ?, 0)'),
+      insChunk: p("INSERT INTO chunks (hash, segment, off, stored_len, plain_len, refs, key_gen) VALUES (?, ?, ?, ?, ?, 0, coalesce((SELECT value FROM config WHERE key = 'key_gen'), 0))"),
       addRef: p('UPDATE chunks SET refs = refs + ? WHERE id = ?'),
       insSegment: p('INSERT INTO segments (row, height, bytes, live) VALUES (?, ?, ?, ?)'),
       xget: p('SELECT value FROM xattrs WHERE ino = ? AND name = ?'),
@@ -491,6 +491,8 @@ export class Metadata {
         }
         return undefined;
       }
+      case 'rekeyChunks':
+        return this.rekeyChunks(cmd);
       case 'setConfig':
         this.st.setConfig.run(cmd.key, cmd.value);
         return undefined;
@@ -722,6 +724,39 @@ export class Metadata {
     this.st.setConfig.run('snapshot_applied', Number(this.config('applied')));
     const kept = new Set(rows.map((r) => r.row));
     return old.filter((r) => !kept.has(r));
+  }
+
+  /**
+   * Re-sealed chunks take their new id and placement; a chunk whose new id is already stored
+   * (written under the new key during the rotation) is merged into that one. Returns the rows
+   * of old segments left empty, now quarantined.
+   */
+  private rekeyChunks(cmd: Extract<Command, { op: 'rekeyChunks' }>): number[] {
+    for (const s of cmd.segments) this.st.insSegment.run(s.row, s.height, s.bytes, 0);
+    const get = this.db.prepare('SELECT id, segment, stored_len, refs FROM chunks WHERE hash = ?');
+    const live = this.db.prepare('UPDATE segments SET live = live + ? WHERE row = ?');
+    const upd = this.db.prepare('UPDATE chunks SET hash = ?, segment = ?, off = ?, stored_len = ?, key_gen = ? WHERE id = ?');
+    const touched = new Set<number>();
+    for (const m of cmd.moves) {
+      const c = get.get(m.from) as Row | undefined;
+      if (!c) continue; // collected while it was being re-sealed
+      touched.add(c.segment as number);
+      live.run(-(c.stored_len as number), c.segment);
+      const other = get.get(m.hash) as Row | undefined;
+      if (other && other.id !== c.id) {
+        this.db.prepare('UPDATE extents SET chunk = ? WHERE chunk = ?').run(other.id, c.id);
+        this.st.addRef.run(c.refs, other.id);
+        this.db.prepare('DELETE FROM chunks WHERE id = ?').run(c.id);
+      } else {
+        upd.run(m.hash, m.segment, m.off, m.storedLen, cmd.keyGen, c.id);
+        live.run(m.storedLen, m.segment);
+      }
+    }
+    const empty = this.db.prepare('SELECT 1 FROM chunks WHERE segment = ? LIMIT 1');
+    const free = this.db.prepare('UPDATE segments SET state = 2, live = 0, freed_at = ? WHERE row = ? AND state = 1');
+    const freed: number[] = [];
+    for (const row of touched) if (!empty.get(row) && free.run(cmd.snapshotGeneration, row).changes) freed.push(row);
+    return freed;
   }
 
   garbageChunks(): number {

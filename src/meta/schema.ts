@@ -1,7 +1,7 @@
 // The metadata schema. One SQLite database per volume, encrypted by SQLite3MultipleCiphers when the
 // volume is. Every change is one Command (commands.ts) applied in one transaction.
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2; // 2: chunks.key_gen (hoardfs reencrypt)
 export const MAGIC = 'hoardfs-metadata';
 
 export const SCHEMA = `
@@ -45,6 +45,8 @@ CREATE TABLE extents (
 CREATE INDEX extents_by_chunk ON extents (chunk);
 
 -- hash: the keyed chunk id. refs: how many extents point into the chunk (exact, checked by fsck).
+-- key_gen: the master-key generation the chunk is sealed (and its id keyed) under; only differs
+-- from config 'key_gen' while 'hoardfs reencrypt' is rotating the master key.
 CREATE TABLE chunks (
   id INTEGER PRIMARY KEY,
   hash BLOB NOT NULL UNIQUE,
@@ -52,9 +54,11 @@ CREATE TABLE chunks (
   off INTEGER NOT NULL,
   stored_len INTEGER NOT NULL,
   plain_len INTEGER NOT NULL,
-  refs INTEGER NOT NULL
+  refs INTEGER NOT NULL,
+  key_gen INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX chunks_by_segment ON chunks (segment);
+CREATE INDEX chunks_by_key_gen ON chunks (key_gen);
 CREATE INDEX chunks_garbage ON chunks (refs) WHERE refs = 0;
 
 -- A segment is one full-stripe row of the RAID layer, written once. state 1 = live,

@@ -20,6 +20,7 @@ import {
 import { RaidArray, openDeviceFromEnv } from '../raid/index.ts';
 import { devicePath, readConfig, VolumeError } from './config.ts';
 import type { Secret, Volume } from './volume.ts';
+import { decodeKeyState, type KeyState } from './reencrypt.ts';
 
 async function kdf(): Promise<KdfParams> {
   return kdfParamsFromEnv() ?? (await calibrateKdf());
@@ -91,8 +92,33 @@ export async function readKeyHeader(dir: string): Promise<KeyHeader> {
   }
 }
 
-export function dumpHeader(h: KeyHeader): object {
-  return headerInfo(h);
+export function dumpHeader(h: KeyHeader, ks?: KeyState | null): object {
+  const info = headerInfo(h) as Record<string, unknown>;
+  if (ks) info.keyRotation = { keyGeneration: ks.keyGen, lastRotationStarted: new Date(ks.rotatedAt).toISOString(), inProgress: !!ks.prev };
+  return info;
+}
+
+/** The key-state block next to the newest key header (no secret needed; it holds none in clear). */
+export async function readKeyState(dir: string): Promise<KeyState | null> {
+  const c = readConfig(dir);
+  const raid = await RaidArray.open({
+    volumeId: Buffer.from(c.volumeId, 'hex'),
+    devices: c.devices.map((d) => devicePath(dir, d)),
+    spares: c.spares.map((d) => devicePath(dir, d)),
+    openDevice: openDeviceFromEnv(),
+    log: () => {},
+  });
+  try {
+    const copies = await raid.readHeaderArea();
+    const { good } = newerHeader(copies, Buffer.from(c.volumeId, 'hex'));
+    for (let i = 0; i < copies.length; i++) if (good[i]) {
+      const s = decodeKeyState(copies[i]);
+      if (s) return s;
+    }
+    return null;
+  } finally {
+    await raid.close();
+  }
 }
 
 export async function backupHeader(dir: string, file: string): Promise<void> {
@@ -100,7 +126,12 @@ export async function backupHeader(dir: string, file: string): Promise<void> {
   writeFileSync(file, encodeKeyHeader(h), { mode: 0o600, flag: 'wx' });
 }
 
-export async function restoreHeader(dir: string, file: string): Promise<number> {
+/** The master-key digest (salt + PBKDF2 value) of an encoded header: tells two master keys apart without a secret. */
+function digestOf(encoded: Buffer): Buffer {
+  return encoded.subarray(92, 156);
+}
+
+export async function restoreHeader(dir: string, file: string): Promise<{ slots: number; sameKey: boolean | null }> {
   const c = readConfig(dir);
   let blob: Buffer;
   try {
@@ -122,18 +153,21 @@ export async function restoreHeader(dir: string, file: string): Promise<number> 
     const current = await raid.readHeaderArea();
     let gen = h.generation;
     let tail = Buffer.alloc(0);
+    let sameKey: boolean | null = null;
     try {
       const picked = newerHeader(current, h.volumeId);
       gen = Math.max(gen, picked.header.generation + 1);
-      // Keep the snapshot manifest that follows the key header on the devices.
+      // Keep what follows the key header on the devices: the snapshot manifest and the
+      // key-state block (which refuses a header whose master key was rotated away).
       const good = current[picked.good.indexOf(true)];
-      if (good) tail = Buffer.from(good.subarray(KEY_HEADER_SIZE, KEY_HEADER_SIZE + 65536));
+      if (good) tail = Buffer.from(good.subarray(KEY_HEADER_SIZE));
+      sameKey = digestOf(encodeKeyHeader(picked.header)).equals(digestOf(blob));
     } catch {
       /* no valid copy left on the devices: the backup's own generation will do */
     }
     h.generation = gen;
     await raid.writeHeaderArea(Buffer.concat([encodeKeyHeader(h), tail]));
-    return h.slots.filter(Boolean).length;
+    return { slots: h.slots.filter(Boolean).length, sameKey };
   } finally {
     await raid.close();
   }

@@ -64,8 +64,16 @@ export function newestManifest(keys: VolumeKeys, areas: (Buffer | null)[]): Mani
   return best;
 }
 
-export function headerArea(header: KeyHeader, manifest: Buffer | null): Buffer {
+/** The manifest's room after the key header; the key-state block (reencrypt.ts) follows it. */
+export const MANIFEST_AREA = 65536;
+
+export function headerArea(header: KeyHeader, manifest: Buffer | null, keyState: Buffer | null = null): Buffer {
   const h = encodeKeyHeader(header);
+  if (keyState) {
+    const m = Buffer.alloc(MANIFEST_AREA);
+    manifest?.copy(m);
+    return Buffer.concat([h, m, keyState]);
+  }
   return manifest ? Buffer.concat([h, manifest]) : h;
 }
 
@@ -99,7 +107,7 @@ export async function takeSnapshot(vol: Volume): Promise<Manifest> {
   }
   const m: Manifest = { generation, createdAt: new Date().toISOString(), dbBytes: image.length, pieces };
   vol.manifest = encodeManifest(vol.keys, m);
-  await vol.raid.writeHeaderArea(headerArea(vol.header, vol.manifest));
+  await vol.raid.writeHeaderArea(headerArea(vol.header, vol.manifest, vol.keyState));
   const freed = vol.meta.apply<number[]>(
     { op: 'snapshotTaken', generation, createdAt: m.createdAt, rows: pieces.map((p) => ({ row: p.row, height: p.height, bytes: p.storedLen })) },
     true,

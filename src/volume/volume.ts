@@ -23,6 +23,7 @@ import { Filesystem, type FilesystemOptions } from '../fs/filesystem.ts';
 import { Metadata } from '../meta/metadata.ts';
 import { RaidArray, openDeviceFromEnv, type LayoutSpec, type OpenDevice } from '../raid/index.ts';
 import { headerArea, newestManifest, takeSnapshot, encodeManifest } from './snapshot.ts';
+import { openKeyState, openMetadata } from './reencrypt.ts';
 import { CONFIG_NAME, FORMAT, FORMAT_VERSION, META_NAME, VolumeError, devicePath, readConfig, writeConfig, type VolumeConfig } from './config.ts';
 
 export { VolumeError };
@@ -236,13 +237,15 @@ export function releaseLock(dir: string): void {
 export class Volume {
   /** The sealed manifest of the newest metadata snapshot, stored after the key header. */
   manifest: Buffer | null = null;
+  /** The key-state block (reencrypt.ts) stored after the manifest; null until the first rotation. */
+  keyState: Buffer | null = null;
 
   private constructor(
     readonly dir: string,
     readonly config: VolumeConfig,
     readonly raid: RaidArray,
-    readonly header: KeyHeader,
-    readonly keys: VolumeKeys,
+    public header: KeyHeader, // replaced by reencrypt
+    public keys: VolumeKeys, // replaced by reencrypt
     readonly meta: Metadata,
     readonly store: ChunkStore,
     readonly fs: Filesystem,
@@ -252,7 +255,7 @@ export class Volume {
 
   /** Rewrites the key header (and the snapshot manifest after it) on every device. */
   async writeHeaders(): Promise<void> {
-    await this.raid.writeHeaderArea(headerArea(this.header, this.manifest));
+    await this.raid.writeHeaderArea(headerArea(this.header, this.manifest, this.keyState));
   }
 
   /** Snapshots the metadata into the store if anything changed since the last snapshot. */
@@ -302,22 +305,30 @@ export class Volume {
           s.secret.fill(0);
         }
       }
+      let ks;
+      try {
+        // Refuses an old master key (a header restored from before a reencrypt); recovers the
+        // previous key while a rotation is in progress.
+        ks = openKeyState(copies, picked.good, volumeId, masterKey, header.cipher);
+      } catch (e) {
+        masterKey.fill(0);
+        throw e;
+      }
       keys = VolumeKeys.derive(masterKey, header.cipher);
       masterKey.fill(0);
       const manifest = newestManifest(keys, copies);
       const manifestBlob = manifest ? encodeManifest(keys, manifest) : null;
       if (!o.readonly && raid.canWrite && picked.good.some((g) => !g)) {
         log('rewriting damaged or stale key header copies');
-        await raid.writeHeaderArea(headerArea(header, manifestBlob));
+        await raid.writeHeaderArea(headerArea(header, manifestBlob, ks.block));
       }
-      meta = Metadata.open(join(dir, META_NAME), {
-        hexKey: header.cipher === 'none' ? undefined : keys.metaKey.toString('hex'),
-        readonly: o.readonly,
-      });
+      meta = openMetadata(join(dir, META_NAME), keys, ks, !!o.readonly);
       const store = new ChunkStore({ raid, keys, chunker: config.chunker, usedRows: meta.usedRows() });
+      if (ks.prev) store.setKeys(keys, ks.prev);
       const fs = new Filesystem(meta, store, { log, readonly: o.readonly, ...o.fs });
       const vol = new Volume(dir, config, raid, header, keys, meta, store, fs, !!o.lock, !!o.readonly);
       vol.manifest = manifestBlob;
+      vol.keyState = ks.block;
       return vol;
     } catch (e) {
       meta?.close();
@@ -335,6 +346,7 @@ export class Volume {
     } finally {
       this.meta.close();
       this.keys.wipe();
+      this.store.prevKeys?.wipe();
       await this.raid.close();
       if (this.locked) releaseLock(this.dir);
     }

@@ -46,7 +46,8 @@ export interface RowRef {
 }
 export type RowsInUse = () => AsyncIterable<RowRef> | Iterable<RowRef>;
 export type Verify = (b: Buffer) => boolean | Promise<boolean>;
-export type Progress = (done: number, total: number) => void;
+/** Called after each rebuilt row; a returned promise is awaited (that is how a caller throttles). */
+export type Progress = (done: number, total: number) => unknown;
 
 interface Counters {
   readErrors: number;
@@ -1227,7 +1228,7 @@ export class RaidArray {
             sinceCheckpoint = 0;
             await this.commit();
           }
-          progress?.(done, total);
+          await progress?.(done, total);
         }
         m.state = 'ONLINE';
         m.cursor = -1;

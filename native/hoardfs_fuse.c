@@ -59,6 +59,7 @@ enum {
 
 #define MF_WRITEBACK 1
 #define MF_NO_SECURITY_CAPABILITY 2
+#define MF_POSIX_ACL 4
 
 typedef union {
   double d;
@@ -167,6 +168,10 @@ static void ll_init(void *ud, struct fuse_conn_info *conn) {
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  /* POSIX ACLs: the kernel enforces them and hands us umask, so that a default ACL can
+   * replace it; the filesystem keeps the ACL and the mode bits in step. */
+  if ((m->flags & MF_POSIX_ACL) && (conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK))
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
   if ((m->flags & MF_WRITEBACK) && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
     conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else

@@ -7,6 +7,10 @@ import type { ChunkStore } from '../chunks/store.ts';
 import type { ExtentRef, FileUpdate } from '../meta/commands.ts';
 import { Metadata, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDirMode, type InodeRow } from '../meta/metadata.ts';
 import { Ranges } from './ranges.ts';
+import { ACL_ACCESS, ACL_DEFAULT, chmodAcl, encodeAcl, equivalentToMode, inheritAcl, modeFromAcl, parseAcl } from './acl.ts';
+
+const ACL_ACCESS_NAME = Buffer.from(ACL_ACCESS);
+const ACL_DEFAULT_NAME = Buffer.from(ACL_DEFAULT);
 import {
   FsError,
   type Attr,
@@ -165,7 +169,20 @@ export class Filesystem implements FsOps {
     const p = this.inodeRow(parent);
     if (!isDirMode(p.mode)) throw new FsError('ENOTDIR');
     const own = this.newOwner(p, ctx, mode);
-    const ino = this.meta.apply<number>({ op: 'mknod', parent, name, mode: own.mode, uid: ctx.uid, gid: own.gid, rdev, target, now: nowNs() });
+    // The kernel leaves umask to us (FUSE_CAP_DONT_MASK): a default ACL replaces it.
+    const dflt = (mode & S_IFMT) === S_IFLNK ? undefined : this.meta.getxattr(parent, ACL_DEFAULT_NAME);
+    const parsed = dflt ? parseAcl(dflt) : null;
+    let newMode = own.mode;
+    let access: Buffer | undefined;
+    if (parsed) {
+      const inh = inheritAcl(parsed, own.mode);
+      newMode = inh.mode;
+      if (!equivalentToMode(inh.access)) access = encodeAcl(inh.access);
+    } else if ((mode & S_IFMT) !== S_IFLNK) newMode = own.mode & ~(ctx.umask & 0o777);
+    const now = nowNs();
+    const ino = this.meta.apply<number>({ op: 'mknod', parent, name, mode: newMode, uid: ctx.uid, gid: own.gid, rdev, target, now });
+    if (access) this.meta.apply({ op: 'setxattr', ino, name: ACL_ACCESS_NAME, value: access, flags: 0, now });
+    if (dflt && isDirMode(newMode)) this.meta.apply({ op: 'setxattr', ino, name: ACL_DEFAULT_NAME, value: dflt, flags: 0, now });
     return this.entry(ino);
   }
 
@@ -233,6 +250,12 @@ export class Filesystem implements FsOps {
       return this.attrOf(this.inodeRow(ino));
     }
     this.meta.apply({ op: 'setattr', ino, set: change, now });
+    if (change.mode !== undefined) {
+      // chmod keeps an access ACL in step with the new mode bits.
+      const acl = this.meta.getxattr(ino, ACL_ACCESS_NAME);
+      const parsed = acl ? parseAcl(acl) : null;
+      if (parsed) this.meta.apply({ op: 'setxattr', ino, name: ACL_ACCESS_NAME, value: encodeAcl(chmodAcl(parsed, change.mode)), flags: 0, now });
+    }
     const st = this.files.get(ino);
     if (st && change.mtime !== undefined) st.mtime = change.mtime;
     return this.attrOf(this.inodeRow(ino));
@@ -575,6 +598,22 @@ export class Filesystem implements FsOps {
   async setxattr(ino: Ino, name: string, value: Buffer, flags: number): Promise<void> {
     const n = this.checkXattrName(ino, name);
     if (value.length > XATTR_SIZE_MAX) throw new FsError('E2BIG');
+    if (name === ACL_ACCESS || name === ACL_DEFAULT) {
+      const acl = parseAcl(value);
+      if (!acl) throw new FsError('EINVAL');
+      const i = this.inodeRow(ino);
+      if (name === ACL_DEFAULT && !isDirMode(i.mode)) throw new FsError('EACCES');
+      if (name === ACL_ACCESS) {
+        const now = nowNs();
+        const mode = modeFromAcl(acl, i.mode);
+        if (mode !== i.mode) this.meta.apply({ op: 'setattr', ino, set: { mode }, now });
+        // An ACL the mode bits say in full is not stored (as ext4 does).
+        if (equivalentToMode(acl)) {
+          if (this.meta.getxattr(ino, n)) this.meta.apply({ op: 'removexattr', ino, name: n, now });
+          return;
+        }
+      }
+    }
     this.meta.apply({ op: 'setxattr', ino, name: n, value, flags, now: nowNs() });
   }
 

@@ -33,7 +33,7 @@ import {
   A_UMASK,
   A_X,
   A_ATIME,
-  MF_NO_SECURITY_CAPABILITY,
+  MF_NO_SECURITY_CAPABILITY, MF_POSIX_ACL,
   MF_WRITEBACK,
   OP,
   R,
@@ -70,6 +70,8 @@ export interface MountOptions {
   debug?: boolean;
   /** FUSE_CAP_WRITEBACK_CACHE: the kernel caches writes and owns mtime/ctime; default off. */
   writebackCache?: boolean;
+  /** Kernel-enforced POSIX ACLs; the filesystem then applies umask and keeps mode and ACL in step. */
+  posixAcl?: boolean;
   /**
    * Answer getxattr("security.capability") with ENODATA in C, never asking FsOps. The kernel
    * asks it before every write, so this saves a JS round trip per write. Default off, because
@@ -555,7 +557,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   const argv = ['hoardfs'];
   if (opts.options && opts.options.length > 0) argv.push('-o', opts.options.join(','));
   if (opts.debug) argv.push('-d');
-  const flags = (opts.writebackCache ? MF_WRITEBACK : 0) | (opts.noSecurityCapability ? MF_NO_SECURITY_CAPABILITY : 0);
+  const flags = (opts.writebackCache ? MF_WRITEBACK : 0) | (opts.noSecurityCapability ? MF_NO_SECURITY_CAPABILITY : 0) | (opts.posixAcl ? MF_POSIX_ACL : 0);
   try {
     handle = native.mount(mountpoint, argv, flags, dispatch);
   } catch (e) {

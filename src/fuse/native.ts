@@ -96,6 +96,7 @@ export const SET_ATTR = {
 
 export const MF_WRITEBACK = 1;
 export const MF_NO_SECURITY_CAPABILITY = 2;
+export const MF_POSIX_ACL = 4;
 
 export type ReqId = number;
 export type Dispatch = (op: number, req: ReqId, a?: Buffer | string, b?: Buffer) => void;

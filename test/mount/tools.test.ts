@@ -119,3 +119,22 @@ test('stats --json has plain integer byte counts and a dedup ratio', async () =>
   for (const k of ['files', 'logicalBytes', 'storedBytes', 'chunks']) assert.ok(Number.isInteger(s[k]), k);
   assert.ok(s.dedupRatio >= 1.9, `dedup ratio ${s.dedupRatio}`);
 });
+
+test('POSIX ACLs: kept by cp -a and rsync -aHAX, enforced, inherited from default ACLs', async () => {
+  const src = join(vol.root, 'aclsrc');
+  await ok(`mkdir -p ${src}/d && echo data > ${src}/f && setfacl -m u:65534:rw- ${src}/f && setfacl -d -m u:65534:r-x ${src}/d`);
+  await ok(`cp -a ${src} ${vol.mnt}/aclcp && rsync -aHAX ${src}/ ${vol.mnt}/aclrs/`);
+  for (const d of ['aclcp', 'aclrs']) {
+    const f = await ok(`getfacl -c ${vol.mnt}/${d}/f`);
+    assert.match(f, /user:nobody:rw-/, d);
+    const dd = await ok(`getfacl -c ${vol.mnt}/${d}/d`);
+    assert.match(dd, /default:user:nobody:r-x/, d);
+  }
+  // Enforced by the kernel: nobody may write f through its ACL entry, not through "other".
+  await ok(`chmod 640 ${vol.mnt}/aclcp/f && setfacl -m u:65534:rw- ${vol.mnt}/aclcp/f`);
+  await ok(`setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo more >> ${vol.mnt}/aclcp/f'`);
+  assert.equal(fs.readFileSync(join(vol.mnt, 'aclcp/f'), 'utf8'), 'data\nmore\n');
+  // Inherited: a file created under the default ACL carries the entry.
+  await ok(`touch ${vol.mnt}/aclcp/d/new`);
+  assert.match(await ok(`getfacl -c ${vol.mnt}/aclcp/d/new`), /user:nobody:r-x/);
+});

@@ -14,6 +14,10 @@ export interface VolumeStats {
   freeBytes: number;
   mounted: boolean;
   live?: Record<string, number>;
+  /** Mounted only: bytes and requests per second over the last ~5 s. */
+  throughput?: { readBytesPerSec: number; writeBytesPerSec: number; readsPerSec: number; writesPerSec: number };
+  /** Mounted only: request latency per operation (log2 buckets: p50/p99 are bucket upper bounds, within 2x). */
+  latency?: Record<string, { count: number; p50us: number; p99us: number; meanUs: number }>;
 }
 
 export function volumeStats(v: Volume, mounted = true): VolumeStats {

@@ -1,0 +1,62 @@
+// `hoardfs mount --metrics HOST:PORT` serves Prometheus text; `hoardfs stats` shows live
+// throughput and per-operation latency percentiles.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { hoardfs, makeVolume, randomData, type TestVolume } from '../helpers.ts';
+
+const vols: TestVolume[] = [];
+after(async () => {
+  for (const v of vols) await v.cleanup();
+});
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+test('metrics endpoint and live stats', async () => {
+  const v = await makeVolume();
+  vols.push(v);
+  const port = await freePort();
+  await v.mount(['--metrics', `127.0.0.1:${port}`]);
+  const data = randomData(3 * 1024 * 1024, 5);
+  const fd = fs.openSync(join(v.mnt, 'f'), 'w');
+  fs.writeSync(fd, data);
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.statSync(join(v.mnt, 'f'));
+  assert.ok(fs.readFileSync(join(v.mnt, 'f')).equals(data));
+
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+  const text = await res.text();
+  const count = (op: string) => Number(new RegExp(`^hoardfs_op_latency_seconds_count\\{op="${op}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+  for (const op of ['write', 'read', 'fsync', 'lookup']) assert.ok(count(op) > 0, `${op} count in\n${text.slice(0, 2000)}`);
+  assert.match(text, /^# TYPE hoardfs_op_latency_seconds histogram$/m);
+  assert.match(text, /^hoardfs_op_latency_seconds_bucket\{op="write",le="\+Inf"\} \d+$/m);
+  const written = Number(/^hoardfs_written_bytes_total (\d+)$/m.exec(text)?.[1]);
+  assert.ok(written >= data.length, `written ${written}`);
+  assert.match(text, /^hoardfs_chunk_cache_hit_ratio [\d.e-]+$/m);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/nope`)).status, 404);
+
+  const r = await hoardfs(['stats', v.dir, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout);
+  assert.ok(s.latency.write.count > 0 && s.latency.write.p50us > 0 && s.latency.write.p99us >= s.latency.write.p50us);
+  assert.ok(s.latency.fsync.count > 0);
+  assert.equal(typeof s.throughput.writeBytesPerSec, 'number');
+  const human = await hoardfs(['stats', v.dir]);
+  assert.match(human.stdout, /latency:/);
+  assert.match(human.stdout, /^\s+write\s+\d+/m);
+  await v.umount();
+});

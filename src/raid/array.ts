@@ -37,7 +37,8 @@ export interface DeviceStatus {
   readErrors: number;
   writeErrors: number;
   checksumErrors: number;
-  rebuild?: { done: number; total: number };
+  /** done/total: rows of the running rebuild (0/0 when none runs); cursor: last row known rebuilt (persisted). */
+  rebuild?: { done: number; total: number; cursor: number };
 }
 
 export interface RowRef {
@@ -523,7 +524,7 @@ export class RaidArray {
       readErrors: m.readErrors,
       writeErrors: m.writeErrors,
       checksumErrors: m.checksumErrors,
-      ...(m.state === 'REBUILDING' ? { rebuild: { ...(m.progress ?? { done: 0, total: 0 }) } } : {}),
+      ...(m.state === 'REBUILDING' ? { rebuild: { ...(m.progress ?? { done: 0, total: 0 }), cursor: m.cursor } } : {}),
     }));
     for (const s of this.spares)
       out.push({ slot: null, path: s.path, state: 'SPARE', readErrors: s.readErrors, writeErrors: s.writeErrors, checksumErrors: s.checksumErrors });

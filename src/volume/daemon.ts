@@ -116,6 +116,7 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
     fuse = await mountFs(instrument(volume.fs, metrics), mnt, {
       attrTimeout: ATTR_TIMEOUT,
       readAheadKb: 1024,
+      posixAcl: true,
       options: ['fsname=hoardfs:' + volumeId, 'subtype=hoardfs', 'default_permissions', 'allow_other', ...opts.filter((x) => x !== 'nonempty')],
       onUnmount: () => void shutdown(),
     });

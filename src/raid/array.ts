@@ -920,6 +920,14 @@ export class RaidArray {
       await this.healFrom(row, ctxs, combo);
       return out;
     }
+    // Nothing verifies. A plain stripe has no other copy: its bytes came straight from the
+    // devices that hold them, so those are the suspects; count it where status shows it.
+    const suspects = new Set<Member>();
+    for (const ctx of ctxs) if (verify && ctx.g.kind === 'stripe') for (const pc of ctx.pieces) suspects.add(this.members[ctx.g.slots[pc.k]]);
+    for (const m of suspects) {
+      m.checksumErrors++;
+      this.log(`raid: checksum error on ${m.path} (slot ${m.slot}) row ${row}; no redundancy to repair it`);
+    }
     throw ioError('EIO', `row ${row}: no reconstruction of the requested range passes verification`);
   }
 
@@ -1111,7 +1119,12 @@ export class RaidArray {
     return true;
   }
 
-  async replace(oldPathOrSlot: string | number, newPath: string, rowsInUse: RowsInUse, progress?: Progress, opts?: { force?: boolean }): Promise<void> {
+  /**
+   * opts.onAdopted runs once the new device holds the slot (REBUILDING, superblocks written) and
+   * before the rebuild starts: the caller records the new membership there, so that a crash during
+   * the rebuild finds the new device at the next open.
+   */
+  async replace(oldPathOrSlot: string | number, newPath: string, rowsInUse: RowsInUse, progress?: Progress, opts?: { force?: boolean; onAdopted?: () => unknown }): Promise<void> {
     this.assertOpen();
     const slot =
       typeof oldPathOrSlot === 'number'
@@ -1149,6 +1162,7 @@ export class RaidArray {
     }
     await this.adopt(m, io, newPath, randomBytes(16));
     this.log(`raid: ${newPath} replaces slot ${slot}; rebuilding`);
+    await opts?.onAdopted?.();
     await this.resumeRebuild(rowsInUse, progress);
   }
 

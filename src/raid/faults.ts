@@ -90,8 +90,58 @@ export function faultyOpenDevice(base: OpenDevice, rulesPath: string): OpenDevic
   };
 }
 
-/** The OpenDevice the daemon should use: faulty only when HOARDFS_FAULTS is set (tests). */
+/**
+ * Test-only power-cut model (HOARDFS_POWERCUT=1): a write reaches the file only at the next
+ * sync; until then it lives in this process's memory (reads see it, like the page cache). A
+ * SIGKILL, or a close without a sync, loses every unsynced write, as a power cut would.
+ */
+export function powerCutOpenDevice(base: OpenDevice): OpenDevice {
+  return async (path, create) => {
+    const io = await base(path, create);
+    let pending: { pos: number; buf: Buffer }[] = [];
+    const wrapped: DeviceIO = {
+      async read(buf, pos) {
+        let n = await io.read(buf, pos);
+        const end = pos + buf.length;
+        for (const w of pending) {
+          const a = Math.max(pos, w.pos);
+          const b = Math.min(end, w.pos + w.buf.length);
+          if (a >= b) continue;
+          w.buf.copy(buf, a - pos, a - w.pos, b - w.pos);
+          n = Math.max(n, b - pos);
+        }
+        return n;
+      },
+      async write(buf, pos) {
+        pending.push({ pos, buf: Buffer.from(buf) });
+      },
+      async sync() {
+        const todo = pending;
+        pending = [];
+        for (const w of todo) await io.write(w.buf, w.pos);
+        await io.sync();
+      },
+      async size() {
+        let n = await io.size();
+        for (const w of pending) n = Math.max(n, w.pos + w.buf.length);
+        return n;
+      },
+      truncate: (n) => io.truncate(n),
+      async close() {
+        pending = [];
+        await io.close();
+      },
+    };
+    return wrapped;
+  };
+}
+
+/**
+ * The OpenDevice the daemon should use: faulty only when HOARDFS_FAULTS is set, losing unsynced
+ * writes only when HOARDFS_POWERCUT is set (tests).
+ */
 export function openDeviceFromEnv(env: NodeJS.ProcessEnv = process.env, base: OpenDevice = fileOpenDevice): OpenDevice {
   const rules = env.HOARDFS_FAULTS;
-  return rules ? faultyOpenDevice(base, rules) : base;
+  const dev = env.HOARDFS_POWERCUT ? powerCutOpenDevice(base) : base;
+  return rules ? faultyOpenDevice(dev, rules) : dev;
 }

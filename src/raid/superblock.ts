@@ -88,6 +88,9 @@ export function decodeSuperblock(b: Buffer): Superblock | null {
     members.push({ deviceId: Buffer.from(b.subarray(off, off + 16)), state, cursor: Number(b.readBigInt64LE(off + 24)) });
     off += MEMBER;
   }
+  // 64-bit fields beyond 2^53 would silently lose precision (a generation that compares wrong).
+  const big = [b.readBigUInt64LE(16), b.readBigUInt64LE(72), b.readBigUInt64LE(80)];
+  if (big.some((x) => x > BigInt(Number.MAX_SAFE_INTEGER))) return null;
   const spares: Buffer[] = [];
   for (let i = 0; i < nsp; i++) {
     spares.push(Buffer.from(b.subarray(off, off + 16)));

@@ -13,7 +13,9 @@ export function progressBar(label: string): { update: (p: Record<string, unknown
       const frac = total ? done / total : 1;
       const rate = Number(p.bytesPerSec ?? 0);
       const elapsed = (Date.now() - start) / 1000;
-      const eta = frac > 0 && frac < 1 && elapsed > 1 ? Math.round(((1 - frac) / frac) * elapsed) : undefined;
+      // The daemon's estimate (bytes left at the measured speed) when it sends one, else by rows.
+      const eta =
+        frac >= 1 ? undefined : p.etaSeconds !== undefined && p.etaSeconds !== null ? Math.round(Number(p.etaSeconds)) : frac > 0 && elapsed > 1 ? Math.round(((1 - frac) / frac) * elapsed) : undefined;
       const width = 30;
       const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
       const line = `${label} [${bar}] ${(100 * frac).toFixed(1)}% ${done}/${total}${rate ? ` ${formatBytes(rate)}/s` : ''}${eta !== undefined ? ` ETA ${eta}s` : ''}`;

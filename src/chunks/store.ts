@@ -83,16 +83,25 @@ export class ChunkStore {
     return chunkId(this.keys, data);
   }
 
+  /**
+   * Rows only metadata snapshots may take. gc frees rows through a snapshot (freed rows stay
+   * quarantined until a newer snapshot exists), so a volume filled to its last row could never get
+   * space back: gc failed with ENOSPC however much was deleted. takeSnapshot sizes it after each
+   * snapshot.
+   */
+  reservedRows = 2;
+
+  /** Rows data may still take (the snapshot reserve excluded). */
   get freeRows(): number {
-    return this.freeCount;
+    return Math.max(0, this.freeCount - this.reservedRows);
   }
 
   get rowBytes(): number {
     return this.raid.rowDataBytes;
   }
 
-  allocRow(): number {
-    if (this.freeCount === 0) throw new FsError('ENOSPC', 'no free space on the devices');
+  allocRow(forSnapshot = false): number {
+    if (this.freeCount === 0 || (!forSnapshot && this.freeCount <= this.reservedRows)) throw new FsError('ENOSPC', 'no free space on the devices');
     const n = this.used.length;
     for (let k = 0; k < n; k++) {
       const r = (this.nextFree + k) % n;

@@ -95,7 +95,7 @@ export async function takeSnapshot(vol: Volume): Promise<Manifest> {
       const plain = image.subarray(off, Math.min(image.length, off + size));
       const id = chunkId(vol.keys, plain);
       const env = sealChunk(vol.keys, id, plain);
-      const row = vol.store.allocRow();
+      const row = vol.store.allocRow(true);
       rows.push(row);
       const height = await vol.raid.writeRow(row, env);
       pieces.push({ row, height, storedLen: env.length, plainLen: plain.length, hash: id.toString('hex') });
@@ -113,6 +113,8 @@ export async function takeSnapshot(vol: Volume): Promise<Manifest> {
     true,
   );
   vol.store.releaseRows(freed);
+  // Keep room for the next snapshot (twice this one: the metadata grows) even on a full volume.
+  vol.store.reservedRows = Math.max(2, 2 * pieces.length + 1);
   return m;
 }
 

@@ -36,7 +36,22 @@ function freeSlot(h: KeyHeader): number {
   return i;
 }
 
+// Key operations on one volume run one at a time: each rewrites the whole header area from the
+// in-memory header, so two interleaved writes could put an older state on the devices last.
+const keyLocks = new WeakMap<Volume, Promise<unknown>>();
+
+export function withKeyLock<T>(vol: Volume, fn: () => Promise<T>): Promise<T> {
+  const prev = keyLocks.get(vol) ?? Promise.resolve();
+  const run = prev.then(fn, fn);
+  keyLocks.set(vol, run.catch(() => {}));
+  return run;
+}
+
 export async function addKey(vol: Volume, existing: Secret, added: Secret, slot?: number): Promise<number> {
+  return withKeyLock(vol, () => addKeyLocked(vol, existing, added, slot));
+}
+
+async function addKeyLocked(vol: Volume, existing: Secret, added: Secret, slot?: number): Promise<number> {
   const { masterKey } = await unlock(vol.header, existing.secret);
   try {
     const index = await addSlot(vol.header, masterKey, added.secret, added.kind, await kdf(), slot ?? freeSlot(vol.header));
@@ -48,6 +63,10 @@ export async function addKey(vol: Volume, existing: Secret, added: Secret, slot?
 }
 
 export async function removeKey(vol: Volume, slot: number, authorizing: Secret): Promise<void> {
+  return withKeyLock(vol, () => removeKeyLocked(vol, slot, authorizing));
+}
+
+async function removeKeyLocked(vol: Volume, slot: number, authorizing: Secret): Promise<void> {
   const { masterKey, slot: used } = await unlock(vol.header, authorizing.secret);
   masterKey.fill(0);
   void used;
@@ -56,6 +75,10 @@ export async function removeKey(vol: Volume, slot: number, authorizing: Secret):
 }
 
 export async function changeKey(vol: Volume, old: Secret, next: Secret): Promise<number> {
+  return withKeyLock(vol, () => changeKeyLocked(vol, old, next));
+}
+
+async function changeKeyLocked(vol: Volume, old: Secret, next: Secret): Promise<number> {
   const { masterKey, slot } = await unlock(vol.header, old.secret);
   try {
     const free = vol.header.slots.findIndex((s, i) => s === null && i !== slot);

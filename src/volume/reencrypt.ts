@@ -21,6 +21,7 @@ import type { Progress } from './control.ts';
 import { VolumeError } from './config.ts';
 import { headerArea, MANIFEST_AREA, takeSnapshot } from './snapshot.ts';
 import type { Secret, Volume } from './volume.ts';
+import { withKeyLock } from './keys.ts';
 
 const MAGIC = Buffer.from('HOARDKST');
 const BLOCK_SIZE = 256;
@@ -188,20 +189,21 @@ export async function reencrypt(vol: Volume, secret: Secret, o: ReencryptOptions
   running.add(vol);
   const start = Date.now();
   try {
-    let unlocked: { masterKey: Buffer; slot: number };
-    try {
-      unlocked = await unlock(vol.header, secret.secret);
-    } catch (e) {
-      if (e instanceof WrongSecretError) throw new VolumeError(`wrong passphrase or key file: ${e.message}; nothing was changed`);
-      throw e;
-    }
     const resumed = !!vol.store.prevKeys;
-    let dropped: number[] = [];
-    try {
-      if (!resumed) dropped = await begin(vol, unlocked.masterKey, unlocked.slot, secret);
-    } finally {
-      unlocked.masterKey.fill(0);
-    }
+    const { slot, dropped } = await withKeyLock(vol, async () => {
+      let unlocked: { masterKey: Buffer; slot: number };
+      try {
+        unlocked = await unlock(vol.header, secret.secret);
+      } catch (e) {
+        if (e instanceof WrongSecretError) throw new VolumeError(`wrong passphrase or key file: ${e.message}; nothing was changed`);
+        throw e;
+      }
+      try {
+        return { slot: unlocked.slot, dropped: resumed ? [] : await begin(vol, unlocked.masterKey, unlocked.slot, secret) };
+      } finally {
+        unlocked.masterKey.fill(0);
+      }
+    });
     const keyGen = Number(vol.meta.config('key_gen') ?? 0);
     if (Number(vol.meta.garbageChunks()) > 0) await vol.gc();
     const tot = vol.meta.db.prepare('SELECT count(*) AS n, coalesce(sum(plain_len), 0) AS b FROM chunks WHERE key_gen < ?').get(keyGen) as { n: number; b: number };
@@ -216,7 +218,7 @@ export async function reencrypt(vol: Volume, secret: Secret, o: ReencryptOptions
     for (;;) {
       const n = await vol.fs.exclusive(() => resealBatch(vol, keyGen, batchBytes));
       if (!n) {
-        if (await vol.fs.exclusive(() => finish(vol, keyGen))) break;
+        if (await withKeyLock(vol, () => vol.fs.exclusive(() => finish(vol, keyGen)))) break;
         continue;
       }
       chunks += n.chunks;
@@ -238,7 +240,7 @@ export async function reencrypt(vol: Volume, secret: Secret, o: ReencryptOptions
     return {
       resumed,
       keyGeneration: keyGen,
-      slot: unlocked.slot,
+      slot,
       droppedSlots: dropped,
       chunks,
       bytes,

@@ -1,6 +1,7 @@
 // Shared test plumbing: temporary directories, the CLI as a user runs it, and real mounts that
 // are always unmounted, even when a test fails.
 import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -76,6 +77,8 @@ export interface TestVolume {
  */
 export async function makeVolume(mkfsArgs: string[] = [], o: { encrypted?: boolean } = {}): Promise<TestVolume> {
   const t = tempDir();
+  // Non-root users in the tests must be able to reach the mountpoint.
+  fs.chmodSync(t.path, 0o755);
   const dir = join(t.path, 'vol');
   const mnt = join(t.path, 'mnt');
   const passFile = join(t.path, 'pass');

@@ -92,6 +92,9 @@ test('a non-root user is held to the permission bits', async () => {
   const d = join(vol.mnt, 'perm');
   fs.mkdirSync(d, { mode: 0o755 });
   fs.writeFileSync(join(d, 'secret'), 'x', { mode: 0o600 });
+  fs.writeFileSync(join(d, 'public'), 'readable', { mode: 0o644 });
+  const pub = await sh(`setpriv --reuid=65534 --regid=65534 --clear-groups cat ${d}/public`);
+  assert.equal(pub.stdout, 'readable', pub.stderr);
   const r = await sh(`setpriv --reuid=65534 --regid=65534 --clear-groups cat ${d}/secret`);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /Permission denied/);

@@ -60,25 +60,26 @@ export class Chunker {
     const { min, avg, max } = this.params;
     const n = end - start;
     if (n <= min) return final ? n : 0;
-    const limit = Math.min(n, max);
-    const normal = Math.min(limit, avg);
+    // Absolute indices keep the hot loops to one load, one shift-add and one test per byte.
+    const limit = start + Math.min(n, max);
+    const normal = start + Math.min(n, avg);
     const gear = this.gear;
     const maskS = this.maskS;
     const maskL = this.maskL;
     let h = 0;
-    let i = min;
+    let i = start + min;
     // Cut-point skipping: bytes before `min` cannot end a chunk, but the hash window (32 bytes)
     // must be warm when we start testing, so start hashing 32 bytes early.
-    for (let j = Math.max(0, min - 32); j < min; j++) h = ((h << 1) + gear[data[start + j]]) | 0;
+    for (let j = Math.max(start, i - 32); j < i; j++) h = ((h << 1) + gear[data[j]]) | 0;
     for (; i < normal; i++) {
-      h = ((h << 1) + gear[data[start + i]]) | 0;
-      if ((h & maskS) === 0) return i + 1;
+      h = ((h << 1) + gear[data[i]]) | 0;
+      if ((h & maskS) === 0) return i + 1 - start;
     }
     for (; i < limit; i++) {
-      h = ((h << 1) + gear[data[start + i]]) | 0;
-      if ((h & maskL) === 0) return i + 1;
+      h = ((h << 1) + gear[data[i]]) | 0;
+      if ((h & maskL) === 0) return i + 1 - start;
     }
-    if (limit === max) return max;
+    if (limit - start === max) return max;
     return final ? n : 0;
   }
 

@@ -7,6 +7,8 @@ import { chunkId, openChunk, sealChunk, type VolumeKeys } from '../crypto/index.
 import type { RaidArray } from '../raid/index.ts';
 import { FsError } from '../fs/types.ts';
 import { Chunker, gearTable, type ChunkerParams } from './cdc.ts';
+import { IngestPool, shared } from './pool.ts';
+export { shared };
 
 export interface ChunkLocation {
   hash: Buffer;
@@ -77,6 +79,25 @@ export class ChunkStore {
     this.keys = keys;
     this.prevKeys = prev;
     this.chunker = new Chunker(this.chunkerParams, gearTable(keys.gearKey));
+    this.ingest?.setKeys(keys, this.chunkerParams);
+  }
+
+  private ingest: IngestPool | null = null;
+  /** HOARDFS_INGEST_WORKERS=0 keeps all ingest work on the main thread (for comparisons). */
+  readonly poolEnabled = process.env.HOARDFS_INGEST_WORKERS !== '0';
+
+  /** Worker threads for cutting, hashing and sealing large ranges; started on first use. */
+  pool(): IngestPool {
+    if (!this.ingest) {
+      this.ingest = new IngestPool();
+      this.ingest.setKeys(this.keys, this.chunkerParams);
+    }
+    return this.ingest;
+  }
+
+  async close(): Promise<void> {
+    await this.ingest?.close();
+    this.ingest = null;
   }
 
   id(data: Uint8Array): Buffer {
@@ -205,7 +226,11 @@ export class SegmentWriter {
   constructor(private readonly store: ChunkStore) {}
 
   add(hash: Buffer, data: Uint8Array): PlacedChunk {
-    const env = this.store.seal(hash, data);
+    return this.addSealed(hash, this.store.seal(hash, data), data.length);
+  }
+
+  /** A chunk sealed elsewhere (an ingest worker). */
+  addSealed(hash: Buffer, env: Buffer, plainLen: number): PlacedChunk {
     const cap = this.store.rowBytes;
     if (env.length > cap) throw new Error(`sealed chunk of ${env.length} bytes does not fit a row of ${cap}`);
     if (this.current && this.current.bytes + env.length > cap) this.closeCurrent();
@@ -214,7 +239,7 @@ export class SegmentWriter {
       this.rows.push(row);
       this.current = { row, parts: [], bytes: 0 };
     }
-    const placed: PlacedChunk = { hash, segment: this.current.row, off: this.current.bytes, storedLen: env.length, plainLen: data.length };
+    const placed: PlacedChunk = { hash, segment: this.current.row, off: this.current.bytes, storedLen: env.length, plainLen };
     this.current.parts.push(env);
     this.current.bytes += env.length;
     this.chunks.push(placed);

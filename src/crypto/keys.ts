@@ -36,6 +36,22 @@ export class VolumeKeys {
     return new VolumeKeys(masterKey, cipher);
   }
 
+  /** The subkeys a worker thread needs to cut, id and seal chunks (never the master key). */
+  exportForWorker(): { cipher: Cipher; idKey: Uint8Array; sealKey: Uint8Array; gearKey: Uint8Array } {
+    this.assertLive();
+    return { cipher: this.cipher, idKey: new Uint8Array(this.idKey), sealKey: new Uint8Array(this.sealKey), gearKey: new Uint8Array(this.gearKey) };
+  }
+
+  /** The worker side of exportForWorker: keys that can id and seal, with no master or metadata key. */
+  static forWorker(k: { cipher: Cipher; idKey: Uint8Array; sealKey: Uint8Array; gearKey: Uint8Array }): VolumeKeys {
+    const v = new VolumeKeys(Buffer.alloc(32), k.cipher);
+    Buffer.from(k.idKey).copy(v.idKey);
+    Buffer.from(k.sealKey).copy(v.sealKey);
+    Buffer.from(k.gearKey).copy(v.gearKey);
+    v.metaKey.fill(0);
+    return v;
+  }
+
   get wiped(): boolean {
     return this.#wiped;
   }

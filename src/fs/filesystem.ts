@@ -3,7 +3,11 @@
 // one batch cuts, dedups, seals and packs the data of every dirty file, writes full stripes,
 // makes them durable, and only then commits one metadata command that references them.
 import { constants as fsc } from 'node:fs';
-import type { ChunkStore } from '../chunks/store.ts';
+import { shared, type ChunkStore } from '../chunks/store.ts';
+import type { CutResult, SealResult } from '../chunks/pool.ts';
+
+/** Ranges at least this large are cut, hashed and sealed in the ingest workers. */
+const POOL_MIN_RANGE = 1 << 20;
 import type { ExtentRef, FileUpdate } from '../meta/commands.ts';
 import { Metadata, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDirMode, type InodeRow } from '../meta/metadata.ts';
 import { Ranges } from './ranges.ts';
@@ -476,42 +480,68 @@ export class Filesystem implements FsOps {
     const inBatch = new Set<string>();
     let taken = 0;
     try {
+      // Cut and id every range: large ones in the ingest workers (all at once), small ones here.
+      type Job = { ino: Ino; st: FileState; off: number; data: Buffer; keepTail: boolean; cut: Promise<CutResult> | CutResult };
+      const jobs: Job[] = [];
       for (const [ino, st] of work) {
-        const extents: ExtentRef[] = [];
         const ranges = st.flushing!.list;
-        let flushedEnd = 0;
         for (let ri = 0; ri < ranges.length; ri++) {
           const r = ranges[ri];
-          const data = r.flat();
           // An open file's last range keeps its uncut tail in memory, so chunk boundaries do not
           // depend on when the flush happened (and a copy dedups against the original).
           const keepTail = !final && st.opens > 0 && ri === ranges.length - 1;
-          let pos = 0;
-          const chunker = this.store.chunker;
-          while (pos < data.length) {
-            const len = chunker.next(data, pos, data.length, !keepTail);
-            if (len === 0) break;
-            const piece = data.subarray(pos, pos + len);
-            const hash = this.store.id(piece);
-            const key = hash.toString('latin1');
-            if (!inBatch.has(key)) {
-              if (this.meta.chunkByHash(hash)) this.counters.dedupHits++;
-              else {
-                batch.add(hash, piece);
-                this.counters.newChunks++;
-              }
-              inBatch.add(key);
-            } else this.counters.dedupHits++;
-            extents.push({ off: r.off + pos, len, hash, chunkOff: 0 });
-            pos += len;
-          }
-          taken += pos;
-          if (pos < data.length) st.dirty.write(r.off + pos, data.subarray(pos));
-          if (pos > 0) flushedEnd = Math.max(flushedEnd, r.off + pos);
+          const big = r.len >= POOL_MIN_RANGE && this.store.poolEnabled;
+          const data = big ? shared(r.flat()) : r.flat();
+          jobs.push({ ino, st, off: r.off, data, keepTail, cut: big ? this.store.pool().cut(data, !keepTail) : this.cutHere(data, !keepTail) });
         }
+      }
+      const extentsOf = new Map<Ino, ExtentRef[]>();
+      const flushedEndOf = new Map<Ino, number>();
+      const seals: { job: Job; offs: number[]; lens: number[]; ids: Buffer[]; sealed: Promise<SealResult> | null }[] = [];
+      for (const job of jobs) {
+        const { lens, ids } = await job.cut;
+        const extents = extentsOf.get(job.ino) ?? [];
+        extentsOf.set(job.ino, extents);
+        const fresh = { job, offs: [] as number[], lens: [] as number[], ids: [] as Buffer[], sealed: null as Promise<SealResult> | null };
+        let pos = 0;
+        for (let k = 0; k < lens.length; k++) {
+          const len = lens[k];
+          const hash = Buffer.from(ids.subarray(32 * k, 32 * k + 32));
+          const key = hash.toString('latin1');
+          if (!inBatch.has(key)) {
+            if (this.meta.chunkByHash(hash)) this.counters.dedupHits++;
+            else {
+              fresh.offs.push(pos);
+              fresh.lens.push(len);
+              fresh.ids.push(hash);
+              this.counters.newChunks++;
+            }
+            inBatch.add(key);
+          } else this.counters.dedupHits++;
+          extents.push({ off: job.off + pos, len, hash, chunkOff: 0 });
+          pos += len;
+        }
+        taken += pos;
+        if (pos < job.data.length) job.st.dirty.write(job.off + pos, job.data.subarray(pos));
+        if (pos > 0) flushedEndOf.set(job.ino, Math.max(flushedEndOf.get(job.ino) ?? 0, job.off + pos));
+        if (fresh.offs.length && job.data.length >= POOL_MIN_RANGE && this.store.poolEnabled) fresh.sealed = this.store.pool().seal(job.data, fresh.offs, fresh.lens, Buffer.concat(fresh.ids));
+        seals.push(fresh);
+      }
+      for (const f of seals) {
+        if (f.sealed) {
+          const { env, sizes } = await f.sealed;
+          let o = 0;
+          for (let k = 0; k < sizes.length; k++) {
+            batch.addSealed(f.ids[k], env.subarray(o, o + sizes[k]), f.lens[k]);
+            o += sizes[k];
+          }
+        } else for (let k = 0; k < f.offs.length; k++) batch.add(f.ids[k], f.job.data.subarray(f.offs[k], f.offs[k] + f.lens[k]));
+      }
+      for (const [ino, st] of work) {
         const storedSize = this.meta.inode(ino)?.size ?? 0;
+        const flushedEnd = flushedEndOf.get(ino) ?? 0;
         const size = st.dirty.empty ? st.size : Math.min(st.size, Math.max(storedSize, flushedEnd));
-        files.push({ ino, size, mtime: st.mtime, extents });
+        files.push({ ino, size, mtime: st.mtime, extents: extentsOf.get(ino) ?? [] });
       }
       await batch.finish();
       this.meta.apply({ op: 'write', now: nowNs(), segments: batch.segments, chunks: batch.chunks, files }, durable);
@@ -535,6 +565,21 @@ export class Filesystem implements FsOps {
       st.flushing = null;
       if (st.opens === 0 && st.dirty.empty) this.files.delete(ino);
     }
+  }
+
+  /** Cuts and ids a small range on this thread (a worker round trip would cost more). */
+  private cutHere(data: Buffer, final: boolean): CutResult {
+    const lens: number[] = [];
+    const ids: Buffer[] = [];
+    let pos = 0;
+    while (pos < data.length) {
+      const len = this.store.chunker.next(data, pos, data.length, final);
+      if (len === 0) break;
+      ids.push(this.store.id(data.subarray(pos, pos + len)));
+      lens.push(len);
+      pos += len;
+    }
+    return { lens, ids: Buffer.concat(ids) };
   }
 
   async fallocate(ino: Ino, _fh: number, mode: number, offset: number, length: number): Promise<void> {

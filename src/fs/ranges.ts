@@ -13,7 +13,16 @@ export class Range {
   }
 
   flat(): Buffer {
-    if (this.parts.length !== 1) this.parts = [Buffer.concat(this.parts, this.len)];
+    if (this.parts.length !== 1) {
+      // Large ranges go to the ingest workers: assemble them in shared memory straight away.
+      const out = this.len >= 1 << 20 ? Buffer.from(new SharedArrayBuffer(this.len)) : Buffer.allocUnsafe(this.len);
+      let pos = 0;
+      for (const p of this.parts) {
+        p.copy(out, pos);
+        pos += p.length;
+      }
+      this.parts = [out];
+    }
     return this.parts[0];
   }
 }

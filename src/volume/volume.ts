@@ -344,6 +344,7 @@ export class Volume {
       await this.fs.destroy();
       if (!this.readonly) await this.snapshot();
     } finally {
+      await this.store.close().catch(() => {});
       this.meta.close();
       this.keys.wipe();
       this.store.prevKeys?.wipe();

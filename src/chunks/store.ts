@@ -95,6 +95,69 @@ export class ChunkStore {
     return this.ingest;
   }
 
+  /**
+   * Cuts and ids a large range with every worker at once: each worker cuts one piece from the
+   * piece's own start; here, cutting resumes from the last accepted cut until it lands on one of
+   * the next piece's cut points, after which that piece's cuts are exactly the sequential ones
+   * (a cut depends only on the bytes after the previous cut). The result equals a sequential cut.
+   */
+  async cutParallel(data: Buffer, final: boolean, pieceBytes = 8 << 20): Promise<{ lens: number[]; ids: Buffer }> {
+    const pool = this.pool();
+    const starts: number[] = [];
+    for (let b = 0; b < data.length; b += pieceBytes) starts.push(b);
+    const jobs = starts.map((b, i) => {
+      const end = i + 1 < starts.length ? starts[i + 1] : data.length;
+      const last = i + 1 === starts.length;
+      return pool.cut(data.subarray(b, end), last ? final : false);
+    });
+    const lens: number[] = [];
+    const ids: Buffer[] = [];
+    let cursor = 0;
+    for (let i = 0; i < jobs.length; i++) {
+      const r = await jobs[i];
+      const base = starts[i];
+      // Positions where the worker's chunks start: base, base + l0, base + l0 + l1, ...
+      let k = 0;
+      let at = base;
+      if (cursor !== base) {
+        // Resync: cut sequentially from cursor until a cut lands on one of the piece's chunk starts.
+        const startsSet = new Map<number, number>();
+        let q = base;
+        for (let j = 0; j < r.lens.length; j++) {
+          startsSet.set(q, j);
+          q += r.lens[j];
+        }
+        startsSet.set(q, r.lens.length);
+        while (!startsSet.has(cursor)) {
+          if (cursor >= q) break; // past everything the worker cut: continue sequentially below
+          const len = this.chunker.next(data, cursor, data.length, final);
+          if (len === 0) break;
+          lens.push(len);
+          ids.push(chunkId(this.keys, data.subarray(cursor, cursor + len)));
+          cursor += len;
+        }
+        if (!startsSet.has(cursor)) continue; // no resync within this piece (very rare): next piece resyncs
+        k = startsSet.get(cursor)!;
+        at = cursor;
+      }
+      for (; k < r.lens.length; k++) {
+        lens.push(r.lens[k]);
+        ids.push(r.ids.subarray(32 * k, 32 * k + 32));
+        at += r.lens[k];
+      }
+      cursor = at;
+    }
+    // Whatever the last piece left (only possible after a missed resync): finish sequentially.
+    while (cursor < data.length) {
+      const len = this.chunker.next(data, cursor, data.length, final);
+      if (len === 0) break;
+      lens.push(len);
+      ids.push(chunkId(this.keys, data.subarray(cursor, cursor + len)));
+      cursor += len;
+    }
+    return { lens, ids: Buffer.concat(ids) };
+  }
+
   async close(): Promise<void> {
     await this.ingest?.close();
     this.ingest = null;

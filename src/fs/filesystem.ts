@@ -492,7 +492,7 @@ export class Filesystem implements FsOps {
           const keepTail = !final && st.opens > 0 && ri === ranges.length - 1;
           const big = r.len >= POOL_MIN_RANGE && this.store.poolEnabled;
           const data = big ? shared(r.flat()) : r.flat();
-          jobs.push({ ino, st, off: r.off, data, keepTail, cut: big ? this.store.pool().cut(data, !keepTail) : this.cutHere(data, !keepTail) });
+          jobs.push({ ino, st, off: r.off, data, keepTail, cut: big ? this.store.cutParallel(data, !keepTail) : this.cutHere(data, !keepTail) });
         }
       }
       const extentsOf = new Map<Ino, ExtentRef[]>();
@@ -524,8 +524,19 @@ export class Filesystem implements FsOps {
         taken += pos;
         if (pos < job.data.length) job.st.dirty.write(job.off + pos, job.data.subarray(pos));
         if (pos > 0) flushedEndOf.set(job.ino, Math.max(flushedEndOf.get(job.ino) ?? 0, job.off + pos));
-        if (fresh.offs.length && job.data.length >= POOL_MIN_RANGE && this.store.poolEnabled) fresh.sealed = this.store.pool().seal(job.data, fresh.offs, fresh.lens, Buffer.concat(fresh.ids));
-        seals.push(fresh);
+        if (fresh.offs.length && job.data.length >= POOL_MIN_RANGE && this.store.poolEnabled) {
+          // Seal in pieces of about 8 MiB, so every worker takes part and rows start early.
+          let from = 0;
+          while (from < fresh.offs.length) {
+            let to = from;
+            let bytes = 0;
+            while (to < fresh.offs.length && (to === from || bytes < 8 << 20)) bytes += fresh.lens[to++];
+            const part = { job, offs: fresh.offs.slice(from, to), lens: fresh.lens.slice(from, to), ids: fresh.ids.slice(from, to), sealed: null as Promise<SealResult> | null };
+            part.sealed = this.store.pool().seal(job.data, part.offs, part.lens, Buffer.concat(part.ids));
+            seals.push(part);
+            from = to;
+          }
+        } else seals.push(fresh);
       }
       for (const f of seals) {
         if (f.sealed) {

@@ -48,9 +48,15 @@ export class IngestPool {
         if (m.error) p.reject(new Error(m.error));
         else p.resolve(m);
       });
-      w.on('error', (e) => {
+      // A worker that fails or exits must not leave a flush waiting forever.
+      const fail = (e: Error) => {
         for (const p of this.pending.values()) p.reject(e);
         this.pending.clear();
+        this.busy.fill(0);
+      };
+      w.on('error', fail);
+      w.on('exit', (code) => {
+        if (!this.closed) fail(new Error(`ingest worker exited with code ${code}`));
       });
       this.workers.push(w);
       this.busy.push(0);

@@ -34,6 +34,8 @@ export class IngestPool {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
+  /** A worker died: this pool takes no more work (the store starts a new one). */
+  dead = false;
 
   constructor(size = Math.max(1, Math.min(2, availableParallelism()))) {
     const url = new URL('./worker-boot.mjs', import.meta.url);
@@ -50,6 +52,7 @@ export class IngestPool {
       });
       // A worker that fails or exits must not leave a flush waiting forever.
       const fail = (e: Error) => {
+        this.dead = true;
         for (const p of this.pending.values()) p.reject(e);
         this.pending.clear();
         this.busy.fill(0);
@@ -68,7 +71,7 @@ export class IngestPool {
   }
 
   private send<T>(msg: Record<string, unknown>): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('ingest pool is closed'));
+    if (this.closed || this.dead) return Promise.reject(new Error('ingest pool is closed'));
     let best = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.busy[i] < this.busy[best]) best = i;
     const id = this.nextId++;
@@ -91,6 +94,7 @@ export class IngestPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.dead = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

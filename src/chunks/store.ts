@@ -88,7 +88,8 @@ export class ChunkStore {
 
   /** Worker threads for cutting, hashing and sealing large ranges; started on first use. */
   pool(): IngestPool {
-    if (!this.ingest) {
+    if (!this.ingest || this.ingest.dead) {
+      void this.ingest?.close();
       this.ingest = new IngestPool();
       this.ingest.setKeys(this.keys, this.chunkerParams);
     }

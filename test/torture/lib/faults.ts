@@ -3,6 +3,7 @@
 // no wrong byte) and `status --json` must mark the devices. RAID 0: no redundancy, so a fault
 // must surface as EIO (or ENOSPC) and never as wrong bytes, and what was committed before the
 // fault reads back once the fault is gone.
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { hoardfs, makeVolume, type TestVolume } from '../../helpers.ts';
@@ -136,13 +137,28 @@ export async function raid6Faults(o: { seed: number; batches: number; deadline?:
         res.operations += r.operations;
         batch += r.batches;
         for (const m of r.mismatches) res.problems.push(`raid6 ${kind} on d${victims.join(',d')}: ${m}`);
+        // Make sure a row is written while the rules are in force (the batch may have been
+        // stored by the background flush before, or not at all yet).
+        const probe = join(v.mnt, `.probe-${batch}`);
+        let probeErr = '';
+        try {
+          const fd = fs.openSync(probe, 'w');
+          fs.writeSync(fd, crypto.randomBytes(65536));
+          fs.fsyncSync(fd);
+          fs.closeSync(fd);
+          fs.unlinkSync(probe);
+        } catch (e) {
+          probeErr = (e as Error).message;
+        }
+        if (probeErr) res.problems.push(`seed ${o.seed}: ${kind} on d${victims.join(',d')}: a write failed on RAID 6 with at most two bad devices: ${probeErr}`);
         const s = await status(v);
         const marked = victims.some((d) => {
           const st = s.devices.find((x) => x.path.endsWith(`d${d}.img`));
           return st && (st.state !== 'ONLINE' || st.readErrors + st.writeErrors + st.checksumErrors > 0);
         });
         // A read rule only fires if a read reached that device (the cache may serve everything).
-        if (kind !== 'read-eio' && !marked) res.problems.push(`seed ${o.seed}: ${kind} on d${victims.join(',d')} left no mark in status --json: ${JSON.stringify(s.devices)}`);
+        const writeRule = kind === 'write-eio' || (kind === 'mixed' && victims.length > 1);
+        if (writeRule && !marked) res.problems.push(`seed ${o.seed}: ${kind} on d${victims.join(',d')} left no mark in status --json: ${JSON.stringify(s.devices)}`);
         writeRules(rules, []);
         // Faulted devices come back through a rebuild in place.
         for (const d of victims) {

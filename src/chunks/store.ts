@@ -83,14 +83,15 @@ export class ChunkStore {
   }
 
   private ingest: IngestPool | null = null;
-  /** HOARDFS_INGEST_WORKERS=0 keeps all ingest work on the main thread (for comparisons). */
-  readonly poolEnabled = process.env.HOARDFS_INGEST_WORKERS !== '0';
+  /** HOARDFS_INGEST_WORKERS=N sets the number of ingest workers; 0 keeps all ingest work on the main thread. */
+  private readonly poolSize = process.env.HOARDFS_INGEST_WORKERS !== undefined ? Math.max(0, Number(process.env.HOARDFS_INGEST_WORKERS) | 0) : undefined;
+  readonly poolEnabled = this.poolSize !== 0;
 
   /** Worker threads for cutting, hashing and sealing large ranges; started on first use. */
   pool(): IngestPool {
     if (!this.ingest || this.ingest.dead) {
       void this.ingest?.close();
-      this.ingest = new IngestPool();
+      this.ingest = new IngestPool(this.poolSize);
       this.ingest.setKeys(this.keys, this.chunkerParams);
     }
     return this.ingest;

@@ -2,8 +2,26 @@
 // the main thread says are new. Range bytes arrive in SharedArrayBuffers (no copy); envelopes go
 // back as one transferred ArrayBuffer.
 import { parentPort } from 'node:worker_threads';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { chunkId, sealChunk, VolumeKeys, type Cipher } from '../crypto/index.ts';
 import { Chunker, gearTable, type ChunkerParams } from './cdc.ts';
+
+// A range's SharedArrayBuffer is freed only when every isolate that saw it has collected it. This
+// isolate allocates little, so its GC would almost never run and each 64 MiB range would stay
+// alive here (measured: daemon RSS 1.0-1.4 GiB instead of ~0.4). A small full GC after each job
+// releases them; the heap here is tiny, so it costs about a millisecond.
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+let gcQueued = false;
+function collectSoon(): void {
+  if (gcQueued) return;
+  gcQueued = true;
+  setImmediate(() => {
+    gcQueued = false;
+    collect();
+  });
+}
 
 let keys: VolumeKeys | null = null;
 let chunker: Chunker | null = null;
@@ -37,6 +55,7 @@ parentPort!.on('message', (m: Msg) => {
       const out = new Uint8Array(32 * lens.length);
       out.set(ids.subarray(0, out.length));
       parentPort!.postMessage({ id: m.id, lens, ids: out }, [out.buffer]);
+      collectSoon();
       return;
     }
     const envs: Buffer[] = [];
@@ -56,6 +75,7 @@ parentPort!.on('message', (m: Msg) => {
       sizes.push(e.length);
     }
     parentPort!.postMessage({ id: m.id, env: out, sizes }, [out.buffer]);
+    collectSoon();
   } catch (e) {
     parentPort!.postMessage({ id: (m as { id?: number }).id ?? -1, error: (e as Error).message });
   }

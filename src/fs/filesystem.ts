@@ -95,7 +95,7 @@ export class Filesystem implements FsOps {
   constructor(meta: Metadata, store: ChunkStore, o: FilesystemOptions = {}) {
     this.meta = meta;
     this.store = store;
-    this.dirtyLimit = o.dirtyLimit ?? 64 * 1024 * 1024;
+    this.dirtyLimit = o.dirtyLimit ?? Number(process.env.HOARDFS_DIRTY_MIB ?? 32) * 1024 * 1024;
     this.entryTimeout = o.entryTimeout ?? 1;
     this.attrTimeout = o.attrTimeout ?? 1;
     this.log = o.log ?? (() => {});
@@ -541,6 +541,7 @@ export class Filesystem implements FsOps {
       for (const f of seals) {
         if (f.sealed) {
           const { env, sizes } = await f.sealed;
+          f.sealed = null; // the envelopes are copied into rows next; do not keep them to the end
           let o = 0;
           for (let k = 0; k < sizes.length; k++) {
             batch.addSealed(f.ids[k], env.subarray(o, o + sizes[k]), f.lens[k]);

@@ -151,7 +151,7 @@ export class Metadata {
       if (!o.readonly) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = OFF');
-      db.pragma('cache_size = -65536');
+      db.pragma('cache_size = -32768');
       db.pragma('wal_autocheckpoint = 4000');
     } catch (e) {
       db.close();

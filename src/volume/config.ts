@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync, renameSync, openSync, fsyncSync, closeSync
 import { join, resolve, isAbsolute } from 'node:path';
 import type { ChunkerParams } from '../chunks/cdc.ts';
 import type { Cipher } from '../crypto/index.ts';
-import type { LayoutSpec } from '../raid/index.ts';
+import { RaidArray, openDeviceFromEnv, type LayoutSpec } from '../raid/index.ts';
 
 export const CONFIG_NAME = 'hoardfs.json';
 export const META_NAME = 'meta.db';
@@ -68,4 +68,15 @@ export function writeConfig(dir: string, c: VolumeConfig): void {
 
 export function devicePath(dir: string, p: string): string {
   return isAbsolute(p) ? p : resolve(dir, p);
+}
+
+/** The array of an unmounted volume, opened quietly for header and snapshot work. */
+export function openArray(dir: string, c: VolumeConfig): Promise<RaidArray> {
+  return RaidArray.open({
+    volumeId: Buffer.from(c.volumeId, 'hex'),
+    devices: c.devices.map((d) => devicePath(dir, d)),
+    spares: c.spares.map((d) => devicePath(dir, d)),
+    openDevice: openDeviceFromEnv(),
+    log: () => {},
+  });
 }

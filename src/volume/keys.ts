@@ -17,8 +17,7 @@ import {
   type KdfParams,
   type KeyHeader,
 } from '../crypto/index.ts';
-import { RaidArray, openDeviceFromEnv } from '../raid/index.ts';
-import { devicePath, readConfig, VolumeError } from './config.ts';
+import { openArray, readConfig, VolumeError } from './config.ts';
 import type { Secret, Volume } from './volume.ts';
 import { decodeKeyState, type KeyState } from './reencrypt.ts';
 
@@ -101,13 +100,7 @@ async function changeKeyLocked(vol: Volume, old: Secret, next: Secret): Promise<
 /** The newest valid key header of an unmounted volume, without unlocking it. */
 export async function readKeyHeader(dir: string): Promise<KeyHeader> {
   const c = readConfig(dir);
-  const raid = await RaidArray.open({
-    volumeId: Buffer.from(c.volumeId, 'hex'),
-    devices: c.devices.map((d) => devicePath(dir, d)),
-    spares: c.spares.map((d) => devicePath(dir, d)),
-    openDevice: openDeviceFromEnv(),
-    log: () => {},
-  });
+  const raid = await openArray(dir, c);
   try {
     return newerHeader(await raid.readHeaderArea(), Buffer.from(c.volumeId, 'hex')).header;
   } finally {
@@ -124,13 +117,7 @@ export function dumpHeader(h: KeyHeader, ks?: KeyState | null): object {
 /** The key-state block next to the newest key header (no secret needed; it holds none in clear). */
 export async function readKeyState(dir: string): Promise<KeyState | null> {
   const c = readConfig(dir);
-  const raid = await RaidArray.open({
-    volumeId: Buffer.from(c.volumeId, 'hex'),
-    devices: c.devices.map((d) => devicePath(dir, d)),
-    spares: c.spares.map((d) => devicePath(dir, d)),
-    openDevice: openDeviceFromEnv(),
-    log: () => {},
-  });
+  const raid = await openArray(dir, c);
   try {
     const copies = await raid.readHeaderArea();
     const { good } = newerHeader(copies, Buffer.from(c.volumeId, 'hex'));
@@ -164,13 +151,7 @@ export async function restoreHeader(dir: string, file: string): Promise<{ slots:
   }
   const h = decodeKeyHeader(blob);
   if (!h.volumeId.equals(Buffer.from(c.volumeId, 'hex'))) throw new VolumeError(`${file} is the key header of another volume`);
-  const raid = await RaidArray.open({
-    volumeId: Buffer.from(c.volumeId, 'hex'),
-    devices: c.devices.map((d) => devicePath(dir, d)),
-    spares: c.spares.map((d) => devicePath(dir, d)),
-    openDevice: openDeviceFromEnv(),
-    log: () => {},
-  });
+  const raid = await openArray(dir, c);
   try {
     // The restored header must win over the copies on the devices: give it the next generation.
     const current = await raid.readHeaderArea();

@@ -7,8 +7,8 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chunkId, encodeKeyHeader, KEY_HEADER_SIZE, newerHeader, openChunk, sealChunk, sealedSize, unlock, VolumeKeys, type KeyHeader } from '../crypto/index.ts';
 import { Metadata, S_IFDIR, S_IFMT } from '../meta/metadata.ts';
-import { RaidArray, openDeviceFromEnv } from '../raid/index.ts';
-import { devicePath, META_NAME, readConfig, VolumeError } from './config.ts';
+import type { RaidArray } from '../raid/index.ts';
+import { META_NAME, openArray, readConfig, VolumeError } from './config.ts';
 import type { Secret, Volume } from './volume.ts';
 
 const MAGIC = Buffer.from('HOARDSNP');
@@ -169,13 +169,7 @@ export interface RestoreReport {
 export async function restoreMetadata(dir: string, getSecret: () => Promise<Secret>): Promise<RestoreReport> {
   const c = readConfig(dir);
   const volumeId = Buffer.from(c.volumeId, 'hex');
-  const raid = await RaidArray.open({
-    volumeId,
-    devices: c.devices.map((d) => devicePath(dir, d)),
-    spares: c.spares.map((d) => devicePath(dir, d)),
-    openDevice: openDeviceFromEnv(),
-    log: () => {},
-  });
+  const raid = await openArray(dir, c);
   let keys: VolumeKeys | undefined;
   try {
     const areas = await raid.readHeaderArea();

@@ -759,6 +759,33 @@ export class Metadata {
     return freed;
   }
 
+  /** Re-keys the database in place (SQLite3MultipleCiphers' rekey needs a rollback journal). */
+  rekey(hexKey: string): void {
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.pragma('journal_mode = DELETE');
+    this.db.pragma(`rekey = '${hexKey}'`);
+    this.db.pragma('journal_mode = WAL');
+  }
+
+  /** Chunks still sealed under a key generation older than keyGen (reencrypt). */
+  chunksBeforeKeyGen(keyGen: number): { n: number; b: number } {
+    return this.db.prepare('SELECT count(*) AS n, coalesce(sum(plain_len), 0) AS b FROM chunks WHERE key_gen < ?').get(keyGen) as { n: number; b: number };
+  }
+
+  chunksUnderOldKeys(keyGen: number, limit: number): { hash: Buffer; segment: number; off: number; storedLen: number; plainLen: number; height: number }[] {
+    return this.db
+      .prepare('SELECT c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.key_gen < ? ORDER BY c.segment, c.off LIMIT ?')
+      .all(keyGen, limit) as { hash: Buffer; segment: number; off: number; storedLen: number; plainLen: number; height: number }[];
+  }
+
+  chunkPlacements(): { id: number; segment: number; off: number; storedLen: number }[] {
+    return this.db.prepare('SELECT id, segment, off, stored_len AS storedLen FROM chunks').all() as { id: number; segment: number; off: number; storedLen: number }[];
+  }
+
+  inodeCount(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM inodes').get() as Row).n as number;
+  }
+
   garbageChunks(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM chunks WHERE refs = 0').get() as Row).n as number;
   }

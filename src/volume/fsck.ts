@@ -19,11 +19,11 @@ export async function fsck(vol: Volume, repair: boolean): Promise<FsckReport> {
     if (s.row >= vol.raid.rows) problems.push(`segment ${s.row} lies beyond the end of the devices (${vol.raid.rows} rows)`);
     if (s.bytes > rowBytes) problems.push(`segment ${s.row} claims ${s.bytes} bytes, more than a row holds (${rowBytes})`);
   }
-  const chunks = vol.meta.db.prepare('SELECT id, segment, off, stored_len AS storedLen FROM chunks').all() as { id: number; segment: number; off: number; storedLen: number }[];
+  const chunks = vol.meta.chunkPlacements();
   for (const c of chunks) {
     const h = heights.get(c.segment);
     if (h !== undefined && c.off + c.storedLen > rowBytes) problems.push(`chunk ${c.id} extends past the end of row ${c.segment}`);
   }
-  const inodes = (vol.meta.db.prepare('SELECT count(*) AS n FROM inodes').get() as { n: number }).n;
+  const inodes = vol.meta.inodeCount();
   return { problems, repaired: r.repaired, chunks: chunks.length, inodes };
 }

@@ -128,10 +128,7 @@ export function openKeyState(copies: (Buffer | null)[], good: boolean[], volumeI
 
 /** Re-keys the metadata database in place (SQLite3MultipleCiphers rekey needs a rollback journal). */
 export function rekeyMetadata(meta: Metadata, hexKey: string): void {
-  meta.db.pragma('wal_checkpoint(TRUNCATE)');
-  meta.db.pragma('journal_mode = DELETE');
-  meta.db.pragma(`rekey = '${hexKey}'`);
-  meta.db.pragma('journal_mode = WAL');
+  meta.rekey(hexKey);
 }
 
 /**
@@ -206,7 +203,7 @@ export async function reencrypt(vol: Volume, secret: Secret, o: ReencryptOptions
     });
     const keyGen = Number(vol.meta.config('key_gen') ?? 0);
     if (Number(vol.meta.garbageChunks()) > 0) await vol.gc();
-    const tot = vol.meta.db.prepare('SELECT count(*) AS n, coalesce(sum(plain_len), 0) AS b FROM chunks WHERE key_gen < ?').get(keyGen) as { n: number; b: number };
+    const tot = vol.meta.chunksBeforeKeyGen(keyGen);
     const maxRate = o.maxRate && o.maxRate > 0 ? o.maxRate : 0;
     const batchBytes = o.batchBytes ?? (maxRate ? Math.min(16 << 20, Math.max(256 << 10, Math.floor(maxRate / 4))) : 16 << 20);
     let chunks = 0;
@@ -297,11 +294,7 @@ interface OldChunk {
 
 /** Step 3: one batch of chunks re-sealed under the new key set; the caller holds the exclusive section. */
 async function resealBatch(vol: Volume, keyGen: number, batchBytes: number): Promise<{ chunks: number; bytes: number } | null> {
-  const candidates = vol.meta.db
-    .prepare(
-      'SELECT c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.key_gen < ? ORDER BY c.segment, c.off LIMIT 2048',
-    )
-    .all(keyGen) as OldChunk[];
+  const candidates: OldChunk[] = vol.meta.chunksUnderOldKeys(keyGen, 2048);
   if (!candidates.length) return null;
   const rows: OldChunk[] = [];
   let sum = 0;
@@ -339,8 +332,7 @@ async function resealBatch(vol: Volume, keyGen: number, batchBytes: number): Pro
 
 /** Step 4: no chunk is left under the old key: forget it (block rewritten on every header copy). */
 async function finish(vol: Volume, keyGen: number): Promise<boolean> {
-  const left = vol.meta.db.prepare('SELECT 1 FROM chunks WHERE key_gen < ? LIMIT 1').get(keyGen);
-  if (left) return false;
+  if (vol.meta.chunksBeforeKeyGen(keyGen).n > 0) return false;
   const st = decodeKeyState(Buffer.concat([Buffer.alloc(KEY_STATE_OFFSET), vol.keyState ?? Buffer.alloc(0)]));
   if (!st) throw new VolumeError('lost track of the key-rotation state');
   vol.keyState = encodeKeyState({ ...st, prev: null });

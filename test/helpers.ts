@@ -28,7 +28,9 @@ export function hoardfs(args: string[], o: { input?: string; env?: Record<string
 
 export function run(cmd: string, args: string[], o: { input?: string; env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((res, rej) => {
-    const c = spawn(cmd, args, { env: { ...process.env, ...o.env }, cwd: o.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    // Without input the child gets /dev/null: a pipe it may close before we write to it gives
+    // EPIPE (a fast `make` did exactly that on a loaded CI machine).
+    const c = spawn(cmd, args, { env: { ...process.env, ...o.env }, cwd: o.cwd, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     c.stdout.on('data', (d) => (stdout += d));
@@ -42,7 +44,11 @@ export function run(cmd: string, args: string[], o: { input?: string; env?: Reco
       clearTimeout(t);
       res({ code: code ?? 128, stdout, stderr });
     });
-    c.stdin.end(o.input ?? '');
+    if (c.stdin) {
+      // A child that exits without reading all of its input is judged by its exit code, not by our write.
+      c.stdin.on('error', () => {});
+      c.stdin.end(o.input);
+    }
   });
 }
 

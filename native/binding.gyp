@@ -6,6 +6,12 @@
       "cflags": ["<!@(pkg-config fuse3 --cflags)", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "libraries": ["<!@(pkg-config fuse3 --libs)"],
       "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "hoardfs_cdc",
+      "sources": ["hoardfs_cdc.c"],
+      "cflags": ["-std=gnu11", "-O3", "-Wall", "-Wextra"],
+      "defines": ["NAPI_VERSION=8"]
     }
   ]
 }

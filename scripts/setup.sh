@@ -26,8 +26,13 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "$want" > "$stamp"
 fi
 
-if [[ ! -f native/build/Release/hoardfs_fuse.node || native/hoardfs_fuse.c -nt native/build/Release/hoardfs_fuse.node || native/binding.gyp -nt native/build/Release/hoardfs_fuse.node ]]; then
-  echo "setup: building the native FUSE binding"
+stale=0
+for pair in hoardfs_fuse.c:hoardfs_fuse.node hoardfs_cdc.c:hoardfs_cdc.node; do
+  src=native/${pair%%:*} out=native/build/Release/${pair##*:}
+  [[ -f $out && ! $src -nt $out && ! native/binding.gyp -nt $out ]] || stale=1
+done
+if ((stale)); then
+  echo "setup: building the native addons (FUSE binding, chunker)"
   npx node-gyp rebuild --directory native --loglevel=error >/dev/null
 fi
 

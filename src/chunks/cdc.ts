@@ -3,6 +3,29 @@
 // cannot precompute where a known file would be cut (the 2025 restic/borg fingerprinting attack);
 // padding the stored lengths (crypto layer) hides the rest.
 import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+type NativeCut = (data: Uint8Array, start: number, end: number, final: boolean, gear: Uint32Array, min: number, avg: number, max: number, maskS: number, maskL: number) => number;
+
+let nativeCut: NativeCut | null | undefined;
+
+/**
+ * The C cut search (native/hoardfs_cdc.c), or null: HOARDFS_CDC=js forces the JavaScript loop, and
+ * without a built addon that loop is used too. Both give the same cuts.
+ */
+export function nativeCutter(): NativeCut | null {
+  if (nativeCut !== undefined) return nativeCut;
+  nativeCut = null;
+  if (process.env.HOARDFS_CDC === 'js') return null;
+  try {
+    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_cdc.node', import.meta.url));
+    nativeCut = (createRequire(import.meta.url)(path) as { cut: NativeCut }).cut;
+  } catch {
+    /* not built: the JavaScript loop does the same work, slower */
+  }
+  return nativeCut;
+}
 
 export interface ChunkerParams {
   min: number;
@@ -40,16 +63,19 @@ function topMask(bits: number): number {
 export class Chunker {
   private readonly maskS: number;
   private readonly maskL: number;
+  private readonly native: NativeCut | null;
 
   constructor(
     readonly params: ChunkerParams,
     private readonly gear: Uint32Array,
+    useNative = true,
   ) {
     validateChunkerParams(params);
     const bits = Math.log2(params.avg);
     // Normalization level 2, as in the FastCDC paper: stricter before the average, looser after.
     this.maskS = topMask(bits + 2);
     this.maskL = topMask(bits - 2);
+    this.native = useNative ? nativeCutter() : null;
   }
 
   /**
@@ -60,6 +86,7 @@ export class Chunker {
     const { min, avg, max } = this.params;
     const n = end - start;
     if (n <= min) return final ? n : 0;
+    if (this.native) return this.native(data, start, end, final, this.gear, min, avg, max, this.maskS >>> 0, this.maskL >>> 0);
     // Absolute indices keep the hot loops to one load, one shift-add and one test per byte.
     const limit = start + Math.min(n, max);
     const normal = start + Math.min(n, avg);

@@ -72,6 +72,26 @@ export class Ranges {
     }
     const start = Math.min(off, list[lo].off);
     const stop = Math.max(end, list[j - 1].end);
+    if (!this.overlapsAny(lo, j, off, end)) {
+      // Only touching (a flush handing back its uncut tail just before newer writes): join the
+      // parts without copying them; the newer range may be tens of MiB.
+      const parts: Buffer[] = [];
+      let placed = false;
+      let removed = 0;
+      for (let k = lo; k < j; k++) {
+        const r = list[k];
+        if (!placed && off < r.off) {
+          parts.push(data);
+          placed = true;
+        }
+        for (const p of r.parts) parts.push(p);
+        removed += r.len;
+      }
+      if (!placed) parts.push(data);
+      list.splice(lo, j - lo, new Range(start, parts, stop - start));
+      this.bytes += stop - start - removed;
+      return;
+    }
     const merged = Buffer.allocUnsafe(stop - start);
     let removed = 0;
     for (let k = lo; k < j; k++) {
@@ -86,6 +106,11 @@ export class Ranges {
     data.copy(merged, off - start);
     list.splice(lo, j - lo, new Range(start, [merged], merged.length));
     this.bytes += merged.length - removed;
+  }
+
+  private overlapsAny(lo: number, hi: number, off: number, end: number): boolean {
+    for (let k = lo; k < hi; k++) if (this.list[k].off < end && this.list[k].end > off) return true;
+    return false;
   }
 
   truncate(size: number): void {

@@ -392,6 +392,9 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
 
 static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags) {
+  /* From the first file capability on, getxattr("security.capability") must ask the filesystem. */
+  if (strcmp(name, "security.capability") == 0)
+    __atomic_and_fetch(&M(req)->flags, ~MF_NO_SECURITY_CAPABILITY, __ATOMIC_SEQ_CST);
   NEW_OR_FAIL(r, hreq_new(OP_SETXATTR, req, name, strlen(name), value, size, 0));
   r->a[A_INO].d = (double)ino;
   r->a[A_FLAGS].d = flags;
@@ -401,7 +404,7 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
   hmount_t *m = M(req);
   /* The kernel asks for this before every write (file_remove_privs); skip the JS round trip. */
-  if ((m->flags & MF_NO_SECURITY_CAPABILITY) && strcmp(name, "security.capability") == 0) {
+  if ((__atomic_load_n(&m->flags, __ATOMIC_SEQ_CST) & MF_NO_SECURITY_CAPABILITY) && strcmp(name, "security.capability") == 0) {
     fuse_reply_err(req, ENODATA);
     return;
   }

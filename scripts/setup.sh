@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(fuse3 libfuse3-dev pkg-config make g++ python3 rsync attr acl sqlite3 git tar)
+PKGS=(fuse3 libfuse3-dev pkg-config make g++ python3 rsync attr acl libcap2-bin sqlite3 git tar)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if ((${#missing[@]})); then

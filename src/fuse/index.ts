@@ -73,9 +73,10 @@ export interface MountOptions {
   /** Kernel-enforced POSIX ACLs; the filesystem then applies umask and keeps mode and ACL in step. */
   posixAcl?: boolean;
   /**
-   * Answer getxattr("security.capability") with ENODATA in C, never asking FsOps. The kernel
-   * asks it before every write, so this saves a JS round trip per write. Default off, because
-   * a filesystem that stores file capabilities (setcap) would lose them.
+   * Answer getxattr("security.capability") with ENODATA in C, never asking FsOps, until the
+   * first setxattr of that name (setcap) passes through; from then on FsOps answers. The kernel
+   * asks it before every write, so this saves a JS round trip per write. Set it only when the
+   * filesystem holds no file capability at mount.
    */
   noSecurityCapability?: boolean;
   /**

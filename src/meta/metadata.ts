@@ -280,6 +280,11 @@ export class Metadata {
     return (this.st.xget.get(ino, name) as Row | undefined)?.value as Buffer | undefined;
   }
 
+  /** Whether any inode has this extended attribute (a scan: for mount time, not per request). */
+  anyXattrNamed(name: Buffer): boolean {
+    return this.db.prepare('SELECT 1 FROM xattrs WHERE name = ? LIMIT 1').get(name) !== undefined;
+  }
+
   listxattr(ino: number): Buffer[] {
     return (this.st.xlist.all(ino) as Row[]).map((r) => r.name as Buffer);
   }

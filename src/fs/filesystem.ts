@@ -522,7 +522,13 @@ export class Filesystem implements FsOps {
           pos += len;
         }
         taken += pos;
-        if (pos < job.data.length) job.st.dirty.write(job.off + pos, job.data.subarray(pos));
+        if (pos < job.data.length) {
+          // The uncut tail goes back under whatever was written meanwhile; bytes overwritten
+          // since are no longer buffered twice.
+          const before = job.st.dirty.bytes;
+          job.st.dirty.writeUnder(job.off + pos, job.data.subarray(pos));
+          this.dirtyBytes -= job.data.length - pos - (job.st.dirty.bytes - before);
+        }
         if (pos > 0) flushedEndOf.set(job.ino, Math.max(flushedEndOf.get(job.ino) ?? 0, job.off + pos));
         if (fresh.offs.length && job.data.length >= POOL_MIN_RANGE && this.store.poolEnabled) {
           // Seal in pieces of about 8 MiB, so every worker takes part and rows start early.

@@ -108,6 +108,25 @@ export class Ranges {
     this.bytes += merged.length - removed;
   }
 
+  /**
+   * Buffers only the bytes of [off, off + data.length) that hold nothing yet: older data going
+   * back under newer writes (a flush handing back what it did not store).
+   */
+  writeUnder(off: number, data: Buffer): void {
+    const end = off + data.length;
+    const gaps: [number, number][] = [];
+    let at = off;
+    for (const r of this.list) {
+      if (r.end <= at) continue;
+      if (r.off >= end) break;
+      if (r.off > at) gaps.push([at, r.off]);
+      at = Math.max(at, r.end);
+      if (at >= end) break;
+    }
+    if (at < end) gaps.push([at, end]);
+    for (const [a, b] of gaps) this.write(a, data.subarray(a - off, b - off));
+  }
+
   private overlapsAny(lo: number, hi: number, off: number, end: number): boolean {
     for (let k = lo; k < hi; k++) if (this.list[k].off < end && this.list[k].end > off) return true;
     return false;

@@ -188,3 +188,26 @@ test('readdir pages through many entries with stable cookies', async () => {
     assert.equal(seen.size, n + 2);
   });
 });
+
+test('a write into the uncut tail while a flush runs is not undone by the flush', async () => {
+  await withVolume(async (v) => {
+    const data = randomData(3 * 1024 * 1024, 21);
+    const { entry, open } = await F(v).create(ROOT_INO, name('t'), 0o644, 1, ctx);
+    const ino = entry.attr.ino;
+    await F(v).write(ino, open.fh, data, 0, 0);
+    // A background flush of an open file keeps the bytes after the last cut buffered; the
+    // ranges go to the ingest workers, so the write below lands while they are being cut.
+    const flushing = v.fs.flushAll(false, false);
+    await new Promise((r) => setImmediate(r));
+    const patch = Buffer.alloc(100, 0xab);
+    await F(v).write(ino, open.fh, patch, data.length - 100, 0);
+    await flushing;
+    const want = Buffer.concat([data.subarray(0, data.length - 100), patch]);
+    assert.ok((await readAll(v, ino)).equals(want), 'buffered view after the flush');
+    await F(v).release(ino, open.fh);
+    await v.fs.sync();
+    v.store.dropCache();
+    assert.ok((await readAll(v, ino)).equals(want), 'stored view');
+    assert.equal(v.fs.buffered, 0, 'nothing left counted as buffered');
+  });
+});

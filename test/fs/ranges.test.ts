@@ -12,7 +12,7 @@ function rng(seed: number): () => number {
   };
 }
 
-test('Ranges matches a byte-array model under random writes, truncates and overlays', () => {
+test('Ranges matches a byte-array model under random writes, writes under, truncates and overlays', () => {
   const r = rng(Number(process.env.HOARDFS_SEED ?? 7));
   const SIZE = 4096;
   for (let round = 0; round < 200; round++) {
@@ -31,8 +31,13 @@ test('Ranges matches a byte-array model under random writes, truncates and overl
         }
         const data = Buffer.alloc(len);
         for (let i = 0; i < len; i++) data[i] = Math.floor(r() * 256);
-        ranges.write(off, data);
-        for (let i = 0; i < len; i++) model[off + i] = data[i];
+        if (r() < 0.25) {
+          ranges.writeUnder(off, data);
+          for (let i = 0; i < len; i++) if (model[off + i] < 0) model[off + i] = data[i];
+        } else {
+          ranges.write(off, data);
+          for (let i = 0; i < len; i++) model[off + i] = data[i];
+        }
       } else {
         const size = Math.floor(r() * SIZE);
         ranges.truncate(size);

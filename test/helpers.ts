@@ -33,8 +33,8 @@ export function run(cmd: string, args: string[], o: { input?: string; env?: Reco
     const c = spawn(cmd, args, { env: { ...process.env, ...o.env }, cwd: o.cwd, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    c.stdout.on('data', (d) => (stdout += d));
-    c.stderr.on('data', (d) => (stderr += d));
+    c.stdout!.on('data', (d) => (stdout += d));
+    c.stderr!.on('data', (d) => (stderr += d));
     const t = setTimeout(() => {
       c.kill('SIGKILL');
       rej(new Error(`${cmd} ${args.join(' ')} timed out\n${stderr}`));

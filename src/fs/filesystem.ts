@@ -2,8 +2,10 @@
 // directly) and through the FUSE adapter. Writes are buffered per inode and stored in batches:
 // one batch cuts, dedups, seals and packs the data of every dirty file, writes full stripes,
 // makes them durable, and only then commits one metadata command that references them.
+// Batches are pipelined: the next one is cut and sealed while the previous one syncs and commits;
+// commits stay in order, and a failed batch takes every later one down with it.
 import { constants as fsc } from 'node:fs';
-import { shared, type ChunkStore } from '../chunks/store.ts';
+import { shared, type ChunkStore, type SegmentWriter } from '../chunks/store.ts';
 import type { CutResult, SealResult } from '../chunks/pool.ts';
 
 /** Ranges at least this large are cut, hashed and sealed in the ingest workers. */
@@ -53,11 +55,28 @@ export interface FilesystemOptions {
 
 interface FileState {
   dirty: Ranges;
-  flushing: Ranges | null;
+  /** Ranges taken by batches not yet committed, oldest first (reads overlay them in order). */
+  flushing: Ranges[];
   size: number;
   mtime: bigint;
   opens: number;
   error: FsError | null;
+}
+
+/** One batch between being taken from the buffers and its commit. */
+interface Flight {
+  work: { ino: Ino; st: FileState; ranges: Ranges }[];
+  batch: SegmentWriter;
+  extentsOf: Map<Ino, ExtentRef[]>;
+  flushedEndOf: Map<Ino, number>;
+  /** Chunks this batch stores: later batches dedup against them before they are committed. */
+  fresh: string[];
+  taken: number;
+  aborted: FsError | null;
+}
+
+function toFsError(e: unknown): FsError {
+  return e instanceof FsError ? e : new FsError('EIO', (e as Error).message);
 }
 
 interface Handle {
@@ -80,7 +99,13 @@ export class Filesystem implements FsOps {
   private readonly files = new Map<Ino, FileState>();
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
+  /** Buffered bytes not yet committed: in the files' buffers plus taken by batches in flight. */
   private dirtyBytes = 0;
+  private inflightBytes = 0;
+  private readonly inflight: Flight[] = [];
+  private readonly inflightChunks = new Set<string>();
+  /** Settles when every batch taken so far has committed or failed; never rejects. */
+  private commitTail: Promise<void> = Promise.resolve();
   private exclusiveTail: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private backgroundFlush: Promise<void> | null = null;
@@ -103,7 +128,7 @@ export class Filesystem implements FsOps {
     const interval = o.flushIntervalMs ?? 2000;
     if (interval > 0 && !this.readonly) {
       this.timer = setInterval(() => {
-        if (this.dirtyBytes > 0 && !this.backgroundFlush) this.startBackgroundFlush();
+        if (this.dirtyBytes > this.inflightBytes && !this.backgroundFlush) this.startBackgroundFlush();
       }, interval);
       this.timer.unref();
     }
@@ -113,9 +138,14 @@ export class Filesystem implements FsOps {
 
   // ---- helpers ----
 
-  /** Runs fn after every earlier exclusive section: flushes, truncates, gc. */
-  exclusive<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.exclusiveTail.then(fn, fn);
+  /**
+   * Runs fn after every earlier exclusive section (flushes, truncates, gc) and, unless drain is
+   * false, after every batch in flight has committed: gc must not drop a chunk a batch is about
+   * to reference, a truncate must not be followed by a commit of older data past the new end.
+   */
+  exclusive<T>(fn: () => Promise<T> | T, drain = true): Promise<T> {
+    const go = drain ? async () => (await this.commitTail, fn()) : fn;
+    const run = this.exclusiveTail.then(go, go);
     this.exclusiveTail = run.catch(() => {});
     return run;
   }
@@ -155,7 +185,7 @@ export class Filesystem implements FsOps {
     let st = this.files.get(ino);
     if (!st) {
       const row = i ?? this.inodeRow(ino);
-      st = { dirty: new Ranges(), flushing: null, size: row.size, mtime: row.mtime, opens: 0, error: null };
+      st = { dirty: new Ranges(), flushing: [], size: row.size, mtime: row.mtime, opens: 0, error: null };
       this.files.set(ino, st);
     }
     return st;
@@ -343,7 +373,7 @@ export class Filesystem implements FsOps {
     // Everything that decides what the bytes are is captured before the first await, so a
     // flush that commits meanwhile cannot make this read mix old and new views.
     const extents = this.meta.extents(ino, offset, end);
-    const flushing = st?.flushing ?? null;
+    const flushing = st ? st.flushing.slice() : [];
     const dirtyCopy = st && !st.dirty.empty ? Buffer.alloc(end - offset) : null;
     const dirtyMask = dirtyCopy ? this.snapshotDirty(st!.dirty, offset, end, dirtyCopy) : null;
     const chunkRows = new Map<number, Promise<Buffer>>();
@@ -362,7 +392,7 @@ export class Filesystem implements FsOps {
         plain.copy(out, from - offset, e.chunkOff + (from - e.off), e.chunkOff + (to - e.off));
       }),
     );
-    if (flushing) flushing.overlay(out, offset);
+    for (const f of flushing) f.overlay(out, offset);
     if (dirtyCopy && dirtyMask) for (const [a, b] of dirtyMask) dirtyCopy.copy(out, a, a, b);
     this.counters.reads++;
     this.counters.bytesRead += out.length;
@@ -400,10 +430,18 @@ export class Filesystem implements FsOps {
     st.mtime = nowNs();
     this.counters.writes++;
     this.counters.bytesWritten += data.length;
-    if (this.dirtyBytes >= this.dirtyLimit) {
-      if (!this.backgroundFlush) this.startBackgroundFlush();
-      // Back-pressure: the writer waits while twice the limit is buffered.
-      while (this.dirtyBytes >= 2 * this.dirtyLimit && this.backgroundFlush) await this.backgroundFlush;
+    // Back-pressure: the writer waits while twice the limit is buffered or in flight. A batch
+    // starts whenever a limit's worth is not yet taken, also while the writer waits, so the next
+    // one is cut while the previous one commits.
+    for (let kicks = 0; ; ) {
+      if (!this.backgroundFlush && kicks < 2 && this.dirtyBytes - this.inflightBytes >= this.dirtyLimit) {
+        this.startBackgroundFlush();
+        kicks++;
+      }
+      if (this.dirtyBytes < 2 * this.dirtyLimit) break;
+      const wait = this.backgroundFlush ?? (this.inflight.length ? this.commitTail : null);
+      if (!wait) break;
+      await wait;
     }
     return data.length;
   }
@@ -415,9 +453,11 @@ export class Filesystem implements FsOps {
     if ((this.dirtyBytes + n) * 1.15 + 65536 > free) throw new FsError('ENOSPC');
   }
 
+  /** Starts a batch; backgroundFlush covers only its cutting and sealing, so the next can follow. */
   private startBackgroundFlush(): void {
-    this.backgroundFlush = this.flushAll(false, false)
-      .catch((e) => this.log(`background flush failed: ${(e as Error).message}`))
+    const report = (e: unknown) => this.log(`background flush failed: ${(e as Error).message}`);
+    this.backgroundFlush = this.flushStaged(false, false)
+      .then((s) => void s.committed.catch(report), report)
       .finally(() => {
         this.backgroundFlush = null;
       });
@@ -449,59 +489,67 @@ export class Filesystem implements FsOps {
   }
 
   async fsync(ino: Ino): Promise<void> {
-    await this.flushAll(true, true);
+    let err: unknown = null;
+    await this.flushAll(true, true).catch((e) => (err = e));
+    // Reported once: a failed batch both rejects the flush and marks its files.
     const st = this.files.get(ino);
     if (st?.error) {
-      const e = st.error;
+      err ??= st.error;
       st.error = null;
-      throw e;
     }
+    if (err) throw err;
   }
 
   /** Stores all buffered data; durable makes the devices and the database sync before returning. */
   flushAll(final: boolean, durable: boolean): Promise<void> {
-    return this.exclusive(() => this.flushLocked(final, durable));
+    return this.flushStaged(final, durable).then((s) => s.committed);
   }
 
-  private async flushLocked(final: boolean, durable: boolean): Promise<void> {
-    const work: [Ino, FileState][] = [];
+  /** Takes and seals a batch in the exclusive section; resolves once the next batch may start. */
+  private flushStaged(final: boolean, durable: boolean): Promise<{ committed: Promise<void> }> {
+    return this.exclusive(async () => {
+      const flight = await this.stage(final);
+      // Commits run in the order batches were taken, each after the previous one settled.
+      const committed = this.commitTail.then(() => (flight ? this.commit(flight, durable) : durable ? this.meta.sync() : undefined));
+      this.commitTail = committed.catch(() => {});
+      return { committed };
+    }, false);
+  }
+
+  private async stage(final: boolean): Promise<Flight | null> {
+    const work: Flight['work'] = [];
     for (const [ino, st] of this.files) {
       if (st.dirty.empty) continue;
-      st.flushing = st.dirty;
+      work.push({ ino, st, ranges: st.dirty });
+      st.flushing.push(st.dirty);
       st.dirty = new Ranges();
-      work.push([ino, st]);
     }
-    if (!work.length) {
-      if (durable) this.meta.sync();
-      return;
-    }
-    const batch = this.store.newBatch();
-    const files: FileUpdate[] = [];
+    if (!work.length) return null;
+    const f: Flight = { work, batch: this.store.newBatch(), extentsOf: new Map(), flushedEndOf: new Map(), fresh: [], taken: 0, aborted: null };
+    this.inflight.push(f);
     const inBatch = new Set<string>();
-    let taken = 0;
     try {
       // Cut and id every range: large ones in the ingest workers (all at once), small ones here.
-      type Job = { ino: Ino; st: FileState; off: number; data: Buffer; keepTail: boolean; cut: Promise<CutResult> | CutResult };
+      type Job = { ino: Ino; st: FileState; off: number; data: Buffer; cut: Promise<CutResult> | CutResult };
       const jobs: Job[] = [];
-      for (const [ino, st] of work) {
-        const ranges = st.flushing!.list;
-        for (let ri = 0; ri < ranges.length; ri++) {
-          const r = ranges[ri];
+      for (const { ino, st, ranges } of work) {
+        const list = ranges.list;
+        for (let ri = 0; ri < list.length; ri++) {
+          const r = list[ri];
           // An open file's last range keeps its uncut tail in memory, so chunk boundaries do not
           // depend on when the flush happened (and a copy dedups against the original).
-          const keepTail = !final && st.opens > 0 && ri === ranges.length - 1;
+          const keepTail = !final && st.opens > 0 && ri === list.length - 1;
           const big = r.len >= POOL_MIN_RANGE && this.store.poolEnabled;
           const data = big ? shared(r.flat()) : r.flat();
-          jobs.push({ ino, st, off: r.off, data, keepTail, cut: big ? this.store.cutParallel(data, !keepTail) : this.cutHere(data, !keepTail) });
+          jobs.push({ ino, st, off: r.off, data, cut: big ? this.store.cutParallel(data, !keepTail) : this.cutHere(data, !keepTail) });
         }
       }
-      const extentsOf = new Map<Ino, ExtentRef[]>();
-      const flushedEndOf = new Map<Ino, number>();
       const seals: { job: Job; offs: number[]; lens: number[]; ids: Buffer[]; sealed: Promise<SealResult> | null }[] = [];
       for (const job of jobs) {
         const { lens, ids } = await job.cut;
-        const extents = extentsOf.get(job.ino) ?? [];
-        extentsOf.set(job.ino, extents);
+        if (f.aborted) throw f.aborted;
+        const extents = f.extentsOf.get(job.ino) ?? [];
+        f.extentsOf.set(job.ino, extents);
         const fresh = { job, offs: [] as number[], lens: [] as number[], ids: [] as Buffer[], sealed: null as Promise<SealResult> | null };
         let pos = 0;
         for (let k = 0; k < lens.length; k++) {
@@ -509,11 +557,12 @@ export class Filesystem implements FsOps {
           const hash = Buffer.from(ids.subarray(32 * k, 32 * k + 32));
           const key = hash.toString('latin1');
           if (!inBatch.has(key)) {
-            if (this.meta.chunkByHash(hash)) this.counters.dedupHits++;
+            if (this.inflightChunks.has(key) || this.meta.chunkByHash(hash)) this.counters.dedupHits++;
             else {
               fresh.offs.push(pos);
               fresh.lens.push(len);
               fresh.ids.push(hash);
+              f.fresh.push(key);
               this.counters.newChunks++;
             }
             inBatch.add(key);
@@ -521,7 +570,7 @@ export class Filesystem implements FsOps {
           extents.push({ off: job.off + pos, len, hash, chunkOff: 0 });
           pos += len;
         }
-        taken += pos;
+        f.taken += pos;
         if (pos < job.data.length) {
           // The uncut tail goes back under whatever was written meanwhile; bytes overwritten
           // since are no longer buffered twice.
@@ -529,7 +578,7 @@ export class Filesystem implements FsOps {
           job.st.dirty.writeUnder(job.off + pos, job.data.subarray(pos));
           this.dirtyBytes -= job.data.length - pos - (job.st.dirty.bytes - before);
         }
-        if (pos > 0) flushedEndOf.set(job.ino, Math.max(flushedEndOf.get(job.ino) ?? 0, job.off + pos));
+        if (pos > 0) f.flushedEndOf.set(job.ino, Math.max(f.flushedEndOf.get(job.ino) ?? 0, job.off + pos));
         if (fresh.offs.length && job.data.length >= POOL_MIN_RANGE && this.store.poolEnabled) {
           // Seal in pieces of about 8 MiB, so every worker takes part and rows start early.
           let from = 0;
@@ -544,45 +593,98 @@ export class Filesystem implements FsOps {
           }
         } else seals.push(fresh);
       }
-      for (const f of seals) {
-        if (f.sealed) {
-          const { env, sizes } = await f.sealed;
-          f.sealed = null; // the envelopes are copied into rows next; do not keep them to the end
+      for (const key of f.fresh) this.inflightChunks.add(key);
+      this.inflightBytes += f.taken;
+      for (const part of seals) {
+        if (part.sealed) {
+          const { env, sizes } = await part.sealed;
+          part.sealed = null; // the envelopes are copied into rows next; do not keep them to the end
           let o = 0;
           for (let k = 0; k < sizes.length; k++) {
-            batch.addSealed(f.ids[k], env.subarray(o, o + sizes[k]), f.lens[k]);
+            f.batch.addSealed(part.ids[k], env.subarray(o, o + sizes[k]), part.lens[k]);
             o += sizes[k];
           }
-        } else for (let k = 0; k < f.offs.length; k++) batch.add(f.ids[k], f.job.data.subarray(f.offs[k], f.offs[k] + f.lens[k]));
+        } else for (let k = 0; k < part.offs.length; k++) f.batch.add(part.ids[k], part.job.data.subarray(part.offs[k], part.offs[k] + part.lens[k]));
       }
-      for (const [ino, st] of work) {
-        const storedSize = this.meta.inode(ino)?.size ?? 0;
-        const flushedEnd = flushedEndOf.get(ino) ?? 0;
-        const size = st.dirty.empty ? st.size : Math.min(st.size, Math.max(storedSize, flushedEnd));
-        files.push({ ino, size, mtime: st.mtime, extents: extentsOf.get(ino) ?? [] });
-      }
-      await batch.finish();
-      this.meta.apply({ op: 'write', now: nowNs(), segments: batch.segments, chunks: batch.chunks, files }, durable);
+      if (f.aborted) throw f.aborted;
     } catch (e) {
-      await batch.abort();
-      const err = e instanceof FsError ? e : new FsError('EIO', (e as Error).message);
+      const err = f.aborted ?? toFsError(e);
       this.log(`storing buffered data failed: ${err.message}`);
-      // Keep the data buffered (reads still see it) and report the error at fsync/close.
-      for (const [, st] of work) {
-        const retry = st.dirty;
-        st.dirty = st.flushing!;
-        for (const r of retry.list) st.dirty.write(r.off, r.flat());
-        st.flushing = null;
-        st.error = err;
-      }
+      await f.batch.abort();
+      this.abortFrom(f, err);
+      // Tails handed back after an earlier batch's failure already returned this one's data.
+      this.recount();
       throw err;
     }
-    this.dirtyBytes -= taken;
-    this.counters.flushes++;
-    for (const [ino, st] of work) {
-      st.flushing = null;
-      if (st.opens === 0 && st.dirty.empty) this.files.delete(ino);
+    return f;
+  }
+
+  /** Runs after every earlier batch settled: makes the rows durable, then commits. */
+  private async commit(f: Flight, durable: boolean): Promise<void> {
+    if (f.aborted) {
+      // An earlier batch failed; this one's data was handed back already.
+      await f.batch.abort();
+      throw f.aborted;
     }
+    try {
+      // Sizes are decided now, against what the earlier batches committed.
+      const files: FileUpdate[] = [];
+      for (const { ino, st } of f.work) {
+        const storedSize = this.meta.inode(ino)?.size ?? 0;
+        const flushedEnd = f.flushedEndOf.get(ino) ?? 0;
+        const pending = !st.dirty.empty || st.flushing.length > 1;
+        const size = pending ? Math.min(st.size, Math.max(storedSize, flushedEnd)) : st.size;
+        files.push({ ino, size, mtime: st.mtime, extents: f.extentsOf.get(ino) ?? [] });
+      }
+      await f.batch.finish();
+      this.meta.apply({ op: 'write', now: nowNs(), segments: f.batch.segments, chunks: f.batch.chunks, files }, durable);
+    } catch (e) {
+      const err = toFsError(e);
+      this.log(`storing buffered data failed: ${err.message}`);
+      await f.batch.abort();
+      this.abortFrom(f, err);
+      throw err;
+    }
+    this.inflight.splice(this.inflight.indexOf(f), 1);
+    this.inflightBytes -= f.taken;
+    this.dirtyBytes -= f.taken;
+    for (const key of f.fresh) this.inflightChunks.delete(key);
+    this.counters.flushes++;
+    for (const { ino, st, ranges } of f.work) {
+      st.flushing.splice(st.flushing.indexOf(ranges), 1);
+      if (st.opens === 0 && st.dirty.empty && !st.flushing.length && this.files.get(ino) === st) this.files.delete(ino);
+    }
+  }
+
+  /**
+   * Fails f and every batch taken after it, handing their data back to the buffers newest first,
+   * each under what is newer (reads still see it; a later flush retries), and reports the error
+   * at fsync and close.
+   */
+  private abortFrom(f: Flight, err: FsError): void {
+    const i = this.inflight.indexOf(f);
+    if (i < 0) return;
+    const doomed = this.inflight.splice(i);
+    for (let k = doomed.length - 1; k >= 0; k--) {
+      const d = doomed[k];
+      d.aborted ??= err;
+      for (const key of d.fresh) this.inflightChunks.delete(key);
+      for (const { st, ranges } of d.work) {
+        const at = st.flushing.indexOf(ranges);
+        if (at >= 0) st.flushing.splice(at, 1);
+        for (const r of ranges.list) st.dirty.writeUnder(r.off, r.flat());
+        st.error = err;
+      }
+    }
+    this.recount();
+  }
+
+  /** Recounts from the buffers: handed-back ranges may overlap each other and newer writes. */
+  private recount(): void {
+    this.inflightBytes = this.inflight.reduce((n, x) => n + x.taken, 0);
+    let n = this.inflightBytes;
+    for (const st of this.files.values()) n += st.dirty.bytes;
+    this.dirtyBytes = n;
   }
 
   /** Cuts and ids a small range on this thread (a worker round trip would cost more). */

@@ -4,10 +4,11 @@
 //
 // Rules file: an array (or { "rules": [...] }) of
 //   { "path": "d2.img", "op": "read" | "write" | "sync" | "open", "error": "EIO" | "ENOSPC" | ...,
-//     "from": byteOffset, "to": byteOffset, "count": n }
+//     "from": byteOffset, "to": byteOffset, "count": n, "delayMs": ms }
 // `path` matches the device path exactly, or its basename, or a path suffix. `from`/`to` bound the
 // byte range ([from, to), either may be omitted) an I/O must overlap to fail. `count` limits how
 // many times the rule fires (counted since the file was last (re)loaded); omitted = forever.
+// `delayMs` makes the failing I/O take that long first (to hold a commit while later work piles up).
 // The file is re-read only when its mtime, size or inode changes, so editing it mid-test works.
 
 import { statSync, readFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ export interface FaultRule {
   from?: number;
   to?: number;
   count?: number;
+  delayMs?: number;
 }
 
 interface Loaded {
@@ -62,7 +64,7 @@ export function faultyOpenDevice(base: OpenDevice, rulesPath: string): OpenDevic
   };
   const matches = (rule: FaultRule, path: string): boolean =>
     rule.path === path || rule.path === basename(path) || path.endsWith(`/${rule.path}`);
-  const check = (path: string, op: FaultRule['op'], pos = 0, len = 0): void => {
+  const check = async (path: string, op: FaultRule['op'], pos = 0, len = 0): Promise<void> => {
     for (const r of current()) {
       if (r.op !== op || !matches(r, path)) continue;
       if (op === 'read' || op === 'write') {
@@ -72,16 +74,17 @@ export function faultyOpenDevice(base: OpenDevice, rulesPath: string): OpenDevic
       }
       if (r.count !== undefined && r.fired >= r.count) continue;
       r.fired++;
+      if (r.delayMs) await new Promise((res) => setTimeout(res, r.delayMs));
       throw fault(r.error ?? 'EIO', path, op);
     }
   };
   return async (path, create) => {
-    check(path, 'open');
+    await check(path, 'open');
     const io = await base(path, create);
     const wrapped: DeviceIO = {
-      read: async (buf, pos) => (check(path, 'read', pos, buf.length), io.read(buf, pos)),
-      write: async (buf, pos) => (check(path, 'write', pos, buf.length), io.write(buf, pos)),
-      sync: async () => (check(path, 'sync'), io.sync()),
+      read: async (buf, pos) => (await check(path, 'read', pos, buf.length), io.read(buf, pos)),
+      write: async (buf, pos) => (await check(path, 'write', pos, buf.length), io.write(buf, pos)),
+      sync: async () => (await check(path, 'sync'), io.sync()),
       size: () => io.size(),
       truncate: (n) => io.truncate(n),
       close: () => io.close(),

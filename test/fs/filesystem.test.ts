@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { createVolume, Volume } from '../../src/volume/volume.ts';
 import { FsError, type Ctx, type FsOps } from '../../src/fs/types.ts';
 
@@ -210,4 +211,57 @@ test('a write into the uncut tail while a flush runs is not undone by the flush'
     assert.ok((await readAll(v, ino)).equals(want), 'stored view');
     assert.equal(v.fs.buffered, 0, 'nothing left counted as buffered');
   });
+});
+
+test('pipelined batches: a failed commit hands back its data and that of every later batch, in order; nothing is lost', async () => {
+  const t = tempDir();
+  const dir = join(t.path, 'vol');
+  const rules = join(t.path, 'faults.json');
+  await createVolume({ dir, cipher: 'none', devices: [join(t.path, 'd0.img')], layout: { level: 0, devices: 1 }, deviceSize: 256 * 1024 * 1024 });
+  writeFileSync(rules, '[]');
+  process.env.HOARDFS_FAULTS = rules;
+  const v = await Volume.open({ dir, lock: true, fs: { flushIntervalMs: 0, dirtyLimit: 256 << 10 } });
+  delete process.env.HOARDFS_FAULTS;
+  // The first batch's device sync fails after 300 ms (ENOSPC leaves the device in service), while
+  // the next batch is already cut and sealed; every later sync succeeds.
+  writeFileSync(rules, JSON.stringify([{ path: 'd0.img', op: 'sync', error: 'ENOSPC', delayMs: 300, count: 1 }]));
+  try {
+    // Old bytes, then new bytes over the same region, each write a batch of its own: while the
+    // first batch's sync hangs, the second is taken. Handed back in the wrong order, the old
+    // bytes would win.
+    const KB = 256 << 10;
+    const old = randomData(KB, 32);
+    const want = randomData(KB, 33);
+    const { entry, open } = await F(v).create(ROOT_INO, name('p'), 0o644, 1, ctx);
+    const ino = entry.attr.ino;
+    let failures = 0;
+    const put = async (buf: Buffer, off: number) => {
+      for (;;) {
+        try {
+          await F(v).write(ino, open.fh, buf, off, 0);
+          return;
+        } catch (e) {
+          assert.equal((e as FsError).code, 'ENOSPC');
+          failures++;
+        }
+      }
+    };
+    await put(old, 0);
+    await new Promise((r) => setTimeout(r, 50)); // the old bytes are taken and their sync hangs
+    await put(want, 0);
+    await F(v).fsync(ino, open.fh, false).catch((e: FsError) => {
+      assert.equal(e.code, 'ENOSPC');
+      failures++;
+    });
+    await F(v).fsync(ino, open.fh, false);
+    assert.equal(failures, 1, 'the failure is reported once');
+    assert.ok((await readAll(v, ino)).equals(want), 'buffered and stored view');
+    await F(v).release(ino, open.fh);
+    v.store.dropCache();
+    assert.ok((await readAll(v, ino)).equals(want), 'stored view');
+    assert.equal(v.fs.buffered, 0);
+  } finally {
+    await v.close().catch(() => {});
+    t.cleanup();
+  }
 });

@@ -5,7 +5,7 @@
 // Batches are pipelined: the next one is cut and sealed while the previous one syncs and commits;
 // commits stay in order, and a failed batch takes every later one down with it.
 import { constants as fsc } from 'node:fs';
-import { shared, type ChunkStore, type SegmentWriter } from '../chunks/store.ts';
+import { shared, type ChunkLocation, type ChunkStore, type SegmentWriter } from '../chunks/store.ts';
 import type { CutResult, SealResult } from '../chunks/pool.ts';
 
 /** Ranges at least this large are cut, hashed and sealed in the ingest workers. */
@@ -376,22 +376,22 @@ export class Filesystem implements FsOps {
     const flushing = st ? st.flushing.slice() : [];
     const dirtyCopy = st && !st.dirty.empty ? Buffer.alloc(end - offset) : null;
     const dirtyMask = dirtyCopy ? this.snapshotDirty(st!.dirty, offset, end, dirtyCopy) : null;
-    const chunkRows = new Map<number, Promise<Buffer>>();
-    await Promise.all(
-      extents.map(async (e) => {
-        let p = chunkRows.get(e.chunk);
-        if (!p) {
-          const c = this.meta.chunkById(e.chunk);
-          if (!c) throw new FsError('EIO', `extent references missing chunk ${e.chunk}`);
-          p = this.store.read({ hash: c.hash, segment: c.segment, height: c.height, off: c.off, storedLen: c.storedLen, plainLen: c.plainLen });
-          chunkRows.set(e.chunk, p);
-        }
-        const plain = await p;
-        const from = Math.max(e.off, offset);
-        const to = Math.min(e.off + e.len, end);
-        plain.copy(out, from - offset, e.chunkOff + (from - e.off), e.chunkOff + (to - e.off));
-      }),
-    );
+    const index = new Map<number, number>();
+    const locs: ChunkLocation[] = [];
+    for (const e of extents) {
+      if (index.has(e.chunk)) continue;
+      const c = this.meta.chunkById(e.chunk);
+      if (!c) throw new FsError('EIO', `extent references missing chunk ${e.chunk}`);
+      index.set(e.chunk, locs.length);
+      locs.push({ hash: c.hash, segment: c.segment, height: c.height, off: c.off, storedLen: c.storedLen, plainLen: c.plainLen });
+    }
+    const plains = await this.store.readMany(locs);
+    for (const e of extents) {
+      const plain = plains[index.get(e.chunk)!];
+      const from = Math.max(e.off, offset);
+      const to = Math.min(e.off + e.len, end);
+      plain.copy(out, from - offset, e.chunkOff + (from - e.off), e.chunkOff + (to - e.off));
+    }
     for (const f of flushing) f.overlay(out, offset);
     if (dirtyCopy && dirtyMask) for (const [a, b] of dirtyMask) dirtyCopy.copy(out, a, a, b);
     this.counters.reads++;

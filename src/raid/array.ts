@@ -802,10 +802,11 @@ export class RaidArray {
 
   // ---------------------------------------------------------------- reads
 
-  private async readMember(m: Member, row: number, off: number, len: number): Promise<Buffer> {
+  /** Reads len bytes of a member's row; into (exactly len long) saves a buffer and a copy. */
+  private async readMember(m: Member, row: number, off: number, len: number, into?: Buffer): Promise<Buffer> {
     const io = m.io;
     if (!io) throw ioError('EIO', `${m.path} is not open`);
-    const buf = Buffer.allocUnsafe(len);
+    const buf = into ?? Buffer.allocUnsafe(len);
     let n: number;
     try {
       n = await readFull(io, buf, this.pos(row) + off);
@@ -867,7 +868,7 @@ export class RaidArray {
             return;
           }
           try {
-            (await this.readMember(m, row, pc.a, pc.b - pc.a)).copy(out, pc.outOff);
+            await this.readMember(m, row, pc.a, pc.b - pc.a, out.subarray(pc.outOff, pc.outOff + pc.b - pc.a));
           } catch {
             failed.add(m.slot);
             fastOk = false;

@@ -91,7 +91,7 @@ export class Metadata {
       touchDir: p('UPDATE inodes SET mtime = ?, ctime = ? WHERE ino = ?'),
       touchCtime: p('UPDATE inodes SET ctime = ? WHERE ino = ?'),
       setAttrs: p('UPDATE inodes SET mode = ?, uid = ?, gid = ?, size = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?'),
-      setSizeMtime: p('UPDATE inodes SET size = ?, mtime = ?, ctime = ? WHERE ino = ?'),
+      setSizeMtime: p('UPDATE inodes SET size = ?, mtime = ?, ctime = max(ctime, ?) WHERE ino = ?'),
       lookup: p('SELECT ino FROM dirents WHERE parent = ? AND name = ?'),
       insDirent: p('INSERT INTO dirents (parent, name, ino, cookie) VALUES (?, ?, ?, ?)'),
       delDirent: p('DELETE FROM dirents WHERE parent = ? AND name = ?'),
@@ -652,7 +652,7 @@ export class Metadata {
     }
   }
 
-  private write(segments: { row: number; height: number; bytes: number }[], chunks: NewChunk[], files: FileUpdate[], now: bigint): void {
+  private write(segments: { row: number; height: number; bytes: number }[], chunks: NewChunk[], files: FileUpdate[], _now: bigint): void {
     for (const s of segments) this.st.insSegment.run(s.row, s.height, s.bytes, 0);
     const live = this.db.prepare('UPDATE segments SET live = live + ? WHERE row = ?');
     for (const c of chunks) {
@@ -665,7 +665,9 @@ export class Metadata {
       const i = this.inode(f.ino);
       if (!i) continue; // purged while its data was in flight
       this.applyExtents(f.ino, f.extents);
-      this.st.setSizeMtime.run(f.size, f.mtime, now > f.mtime ? now : f.mtime, f.ino);
+      // The change happened at the write, not when its batch commits: a later ctime would tell
+      // tar and rsync that a file changed under them.
+      this.st.setSizeMtime.run(f.size, f.mtime, f.mtime, f.ino);
     }
   }
 

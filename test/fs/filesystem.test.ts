@@ -301,3 +301,23 @@ test('RAID 5: damage in two chunks on two devices of one row: a whole-file read 
     { level: 5, devices: 3 },
   );
 });
+
+test('storing buffered data later does not move mtime or ctime (tar: "file changed as we read it")', async () => {
+  await withVolume(async (v) => {
+    const { entry, open } = await F(v).create(ROOT_INO, name('c'), 0o644, 1, ctx);
+    const ino = entry.attr.ino;
+    await F(v).write(ino, open.fh, randomData(100_000, 9), 0, 0);
+    const before = await F(v).getattr(ino, undefined, ctx);
+    await new Promise((r) => setTimeout(r, 30));
+    await v.fs.flushAll(true, false);
+    const held = await F(v).getattr(ino, undefined, ctx);
+    await F(v).release(ino, open.fh);
+    await v.fs.sync();
+    const after = await F(v).getattr(ino, undefined, ctx);
+    for (const a of [held, after]) {
+      assert.equal(a.mtimeNs, before.mtimeNs);
+      assert.equal(a.ctimeNs, before.ctimeNs);
+      assert.equal(a.size, before.size);
+    }
+  });
+});

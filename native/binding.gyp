@@ -8,6 +8,12 @@
       "defines": ["NAPI_VERSION=8"]
     },
     {
+      "target_name": "hoardfs_gf",
+      "sources": ["hoardfs_gf.c"],
+      "cflags": ["-std=gnu11", "-O3", "-Wall", "-Wextra"],
+      "defines": ["NAPI_VERSION=8"]
+    },
+    {
       "target_name": "hoardfs_cdc",
       "sources": ["hoardfs_cdc.c"],
       "cflags": ["-std=gnu11", "-O3", "-Wall", "-Wextra"],

@@ -120,7 +120,7 @@ export class Filesystem implements FsOps {
   constructor(meta: Metadata, store: ChunkStore, o: FilesystemOptions = {}) {
     this.meta = meta;
     this.store = store;
-    this.dirtyLimit = o.dirtyLimit ?? Number(process.env.HOARDFS_DIRTY_MIB ?? 32) * 1024 * 1024;
+    this.dirtyLimit = o.dirtyLimit ?? Number(process.env.HOARDFS_DIRTY_MIB ?? 16) * 1024 * 1024;
     this.entryTimeout = o.entryTimeout ?? 1;
     this.attrTimeout = o.attrTimeout ?? 1;
     this.log = o.log ?? (() => {});

@@ -2,6 +2,28 @@
 // ISA-L: field polynomial x^8+x^4+x^3+x^2+1 (0x11D), generator {02}, Q = sum g^i * D_i with i the
 // data strip index inside its parity group. Sticking to that convention means a strip set written
 // here can be checked with md's or ISA-L's math (and their published test vectors).
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+type NativePQ = (strips: Uint8Array[], p: Uint8Array, q: Uint8Array | null) => void;
+let nativePQ: NativePQ | null | undefined;
+
+/**
+ * P+Q in C (native/hoardfs_gf.c), or null: HOARDFS_GF=js forces the JavaScript loops below, and
+ * without a built addon they are used too. Both give the same bytes.
+ */
+export function nativeParity(): NativePQ | null {
+  if (nativePQ !== undefined) return nativePQ;
+  nativePQ = null;
+  if (process.env.HOARDFS_GF === 'js') return null;
+  try {
+    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_gf.node', import.meta.url));
+    nativePQ = (createRequire(import.meta.url)(path) as { pq: NativePQ }).pq;
+  } catch {
+    /* not built: the JavaScript loops do the same work, slower */
+  }
+  return nativePQ;
+}
 
 const EXP = new Uint8Array(512);
 const LOG = new Uint8Array(256);
@@ -57,7 +79,7 @@ function words(b: Uint8Array): Uint32Array | null {
  * same length. Word-parallel when every buffer is 4-byte aligned: four GF bytes are doubled at
  * once with the mask trick, which is what makes this fast enough in plain JS (no SIMD).
  */
-export function computePQ(strips: Uint8Array[], p: Uint8Array, q: Uint8Array | null): void {
+export function computePQ(strips: Uint8Array[], p: Uint8Array, q: Uint8Array | null, useNative = true): void {
   const len = p.length;
   for (const s of strips) if (s.length !== len) throw new RangeError('computePQ: strips differ in length');
   if (q && q.length !== len) throw new RangeError('computePQ: q length differs');
@@ -65,6 +87,11 @@ export function computePQ(strips: Uint8Array[], p: Uint8Array, q: Uint8Array | n
   if (n === 0) {
     p.fill(0);
     q?.fill(0);
+    return;
+  }
+  const native = useNative ? nativeParity() : null;
+  if (native && n <= 256) {
+    native(strips, p, q);
     return;
   }
   const P = words(p);

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { computePQ, gfMul } from '../../src/raid/index.ts';
+import { nativeParity } from '../../src/raid/gf.ts';
 import { gfInv, gfPow2, solveGroup } from '../../src/raid/gf.ts';
 
 function slowMul(a: number, b: number): number {
@@ -51,13 +52,15 @@ test('generator {02} has order 255 and gfPow2/gfInv agree with the reference', (
   assert.throws(() => gfInv(0), RangeError);
 });
 
-test('computePQ: P is XOR, Q is the RS syndrome (aligned word path and unaligned byte path)', () => {
+test('computePQ: P is XOR, Q is the RS syndrome (C, JavaScript word path and unaligned byte path)', () => {
+  assert.ok(nativeParity(), 'native/build/Release/hoardfs_gf.node is built and loads');
+  for (const native of [true, false])
   for (const n of [1, 2, 3, 4, 7, 10]) {
-    for (const len of [4096, 13, 4]) {
+    for (const len of [4096, 13, 4, 4096 * 3 + 12, 20_000]) {
       const strips = Array.from({ length: n }, () => new Uint8Array(randomBytes(len)));
       const p = new Uint8Array(len);
       const q = new Uint8Array(len);
-      computePQ(strips, p, q);
+      computePQ(strips, p, q, native);
       const xp = new Uint8Array(len);
       for (const s of strips) for (let k = 0; k < len; k++) xp[k] ^= s[k];
       assert.deepEqual(p, xp, `P n=${n} len=${len}`);
@@ -71,9 +74,13 @@ test('computePQ: P is XOR, Q is the RS syndrome (aligned word path and unaligned
       });
       const up = backing[n].subarray(1);
       const uq = backing[n + 1].subarray(1);
-      computePQ(us, up, uq);
+      computePQ(us, up, uq, native);
       assert.deepEqual(up, xp);
       assert.deepEqual(uq, slowQ(strips));
+      // RAID 5: P only.
+      const p5 = new Uint8Array(len);
+      computePQ(strips, p5, null, native);
+      assert.deepEqual(p5, xp);
     }
   }
   // Known vector: single strip of value v gives P = Q = v; two strips [a, b] give Q = a ^ 2b.

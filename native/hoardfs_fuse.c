@@ -24,6 +24,7 @@
 #include <node_api.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1001,6 +1002,11 @@ static void inst_finalize(napi_env env, void *data, void *hint) {
 }
 
 NAPI_MODULE_INIT() {
+  /* Write payloads are malloc'ed on the FUSE threads and freed on the JS thread. With glibc's
+   * sliding mmap threshold, 1 MiB blocks soon come from per-thread arenas, which keep what is
+   * freed into them: daemon RSS crept from 430 to 575 MiB over a 6 GiB write. A fixed threshold
+   * keeps large blocks in mmap, returned at free (peak 390 MiB, same throughput). */
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   inst_t *in = calloc(1, sizeof *in);
   napi_set_instance_data(env, in, inst_finalize, NULL);
   napi_property_descriptor props[] = {

@@ -316,7 +316,12 @@ export class Filesystem implements FsOps {
 
   async unlink(parent: Ino, name: Buffer): Promise<void> {
     if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
-    this.afterUnlink(this.meta.apply<number | undefined>({ op: 'unlink', parent, name, now: nowNs() }));
+    // A file nobody holds open goes in the same command as its last name (one commit, not two).
+    const target = this.meta.lookup(parent, name);
+    const open = target !== undefined && (this.files.get(target)?.opens ?? 0) > 0;
+    const orphan = this.meta.apply<number | undefined>({ op: 'unlink', parent, name, now: nowNs(), purge: !open });
+    if (orphan !== undefined && !open) this.dropState(orphan);
+    else this.afterUnlink(orphan);
   }
 
   async rmdir(parent: Ino, name: Buffer): Promise<void> {

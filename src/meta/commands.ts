@@ -44,7 +44,8 @@ export interface AttrChange {
 export type Command =
   | { op: 'mknod'; parent: number; name: Buffer; mode: number; uid: number; gid: number; rdev: number; target?: Buffer; now: bigint }
   | { op: 'link'; ino: number; parent: number; name: Buffer; now: bigint }
-  | { op: 'unlink'; parent: number; name: Buffer; now: bigint }
+  /** purge: the caller knows nothing holds the file open, so its last link takes the inode too. */
+  | { op: 'unlink'; parent: number; name: Buffer; now: bigint; purge?: boolean }
   | { op: 'rmdir'; parent: number; name: Buffer; now: bigint }
   | { op: 'rename'; parent: number; name: Buffer; newParent: number; newName: Buffer; flags: number; now: bigint }
   | { op: 'setattr'; ino: number; set: AttrChange; now: bigint }

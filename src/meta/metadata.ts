@@ -435,7 +435,9 @@ export class Metadata {
         if (isDir(i.mode)) throw new FsError('EISDIR');
         this.st.delDirent.run(cmd.parent, cmd.name);
         this.st.touchDir.run(cmd.now, cmd.now, cmd.parent);
-        return this.dropLink(i, cmd.now);
+        const orphan = this.dropLink(i, cmd.now);
+        if (orphan !== undefined && cmd.purge) this.purge(orphan);
+        return orphan;
       }
       case 'rmdir': {
         this.needDir(cmd.parent);

@@ -219,7 +219,8 @@ function zfsSystem(): System {
       mkdirSync(mnt, { recursive: true });
       if (!sh('pgrep', ['-x', 'zfs-fuse'], { allowFail: true }).trim()) {
         sh('zfs-fuse', ['--pidfile', join(WORK, 'zfs-fuse.pid')]);
-        await sleep(1000);
+        // The daemon takes a moment to open its socket; a fixed 1 s was not always enough.
+        for (let i = 0; i < 60 && spawnSync('zpool', ['list'], { env: ENV }).status !== 0; i++) await sleep(250);
       }
       files = Array.from({ length: 6 }, (_, i) => join(base, `z${i}.img`));
       for (const f of files) sh('truncate', ['-s', '2G', f]);

@@ -192,6 +192,52 @@ export class Metadata {
     if (this.db.open) this.db.close();
   }
 
+  /**
+   * A database in memory from a serialize() image (a metadata snapshot), for reading and for
+   * writeTo; nothing it does touches a file.
+   */
+  static fromImage(image: Buffer): Metadata {
+    const copy = Buffer.from(image);
+    // The image carries the WAL flag; an in-memory database must be opened in rollback mode.
+    copy[18] = 1;
+    copy[19] = 1;
+    return new Metadata(new Database(copy));
+  }
+
+  /** Every path with its type, size and mtime: what restore-metadata compares. */
+  listing(): Map<string, { type: 'dir' | 'file'; size: number; mtime: string }> {
+    const rows = this.db
+      .prepare(
+        `WITH RECURSIVE p(ino, path) AS (SELECT 1, '' UNION ALL SELECT d.ino, p.path || '/' || CAST(d.name AS TEXT) FROM dirents d JOIN p ON d.parent = p.ino)
+         SELECT p.path, i.mode, i.size, i.mtime FROM p JOIN inodes i ON i.ino = p.ino WHERE p.ino != 1`,
+      )
+      .safeIntegers(true)
+      .all() as { path: string; mode: bigint; size: bigint; mtime: bigint }[];
+    const out = new Map<string, { type: 'dir' | 'file'; size: number; mtime: string }>();
+    for (const r of rows) out.set(r.path, { type: (Number(r.mode) & S_IFMT) === S_IFDIR ? 'dir' : 'file', size: Number(r.size), mtime: String(r.mtime) });
+    return out;
+  }
+
+  /**
+   * Copies this database, schema and rows, into a new file at path (encrypted with hexKey when
+   * given): ATTACH ... KEY is how SQLite3MultipleCiphers writes an encrypted copy.
+   */
+  writeTo(path: string, hexKey?: string): void {
+    this.db.exec(`ATTACH DATABASE '${path.replaceAll("'", "''")}' AS restored${hexKey ? ` KEY '${hexKey}'` : ''}`);
+    try {
+      const objects = this.db.prepare(`SELECT type, name, sql FROM main.sqlite_master WHERE sql IS NOT NULL ORDER BY type = 'index'`).all() as { type: string; name: string; sql: string }[];
+      this.db.transaction(() => {
+        for (const o of objects) {
+          const sql = o.type === 'table' ? o.sql.replace(/^CREATE TABLE\s+("?)(\w+)\1/i, 'CREATE TABLE restored.$2') : o.sql.replace(/^CREATE (UNIQUE )?INDEX\s+("?)(\w+)\2/i, 'CREATE $1INDEX restored.$3');
+          this.db.exec(sql);
+          if (o.type === 'table') this.db.exec(`INSERT INTO restored.${o.name} SELECT * FROM main.${o.name}`);
+        }
+      })();
+    } finally {
+      this.db.exec('DETACH DATABASE restored');
+    }
+  }
+
   config(key: string): unknown {
     return (this.st.getConfig.get(key) as Row | undefined)?.value;
   }

@@ -2,11 +2,10 @@
 // rows of the volume's own devices (so RAID and encryption protect it), with a small sealed
 // manifest stored after the key header on every device. restore-metadata rebuilds meta.db
 // from the newest one.
-import Database from 'better-sqlite3-multiple-ciphers';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chunkId, encodeKeyHeader, KEY_HEADER_SIZE, newerHeader, openChunk, sealChunk, sealedSize, unlock, VolumeKeys, type KeyHeader } from '../crypto/index.ts';
-import { Metadata, S_IFDIR, S_IFMT } from '../meta/metadata.ts';
+import { Metadata } from '../meta/metadata.ts';
 import type { RaidArray } from '../raid/index.ts';
 import { META_NAME, openArray, readConfig, VolumeError } from './config.ts';
 import type { Secret, Volume } from './volume.ts';
@@ -139,25 +138,6 @@ async function readImage(raid: RaidArray, keys: VolumeKeys, m: Manifest): Promis
   return image;
 }
 
-interface FileInfo {
-  type: string;
-  size: number;
-  mtime: string;
-}
-
-function listing(db: Database.Database): Map<string, FileInfo> {
-  const rows = db
-    .prepare(
-      `WITH RECURSIVE p(ino, path) AS (SELECT 1, '' UNION ALL SELECT d.ino, p.path || '/' || CAST(d.name AS TEXT) FROM dirents d JOIN p ON d.parent = p.ino)
-       SELECT p.path, i.mode, i.size, i.mtime FROM p JOIN inodes i ON i.ino = p.ino WHERE p.ino != 1`,
-    )
-    .safeIntegers(true)
-    .all() as { path: string; mode: bigint; size: bigint; mtime: bigint }[];
-  const out = new Map<string, FileInfo>();
-  for (const r of rows) out.set(r.path, { type: (Number(r.mode) & S_IFMT) === S_IFDIR ? 'dir' : 'file', size: Number(r.size), mtime: String(r.mtime) });
-  return out;
-}
-
 export interface RestoreReport {
   snapshotGeneration: number;
   snapshotCreatedAt: string;
@@ -185,49 +165,39 @@ export async function restoreMetadata(dir: string, getSecret: () => Promise<Secr
     master.fill(0);
     const m = newestManifest(keys, areas);
     if (!m) throw new VolumeError(`no metadata snapshot found on the devices of ${dir}`);
-    const image = await readImage(raid, keys, m);
-    // The image carries the WAL flag; an in-memory database must be opened in rollback mode.
-    image[18] = 1;
-    image[19] = 1;
-    const snap = new Database(image);
+    const snap = Metadata.fromImage(await readImage(raid, keys, m));
     const hexKey = header.cipher === 'none' ? undefined : keys.metaKey.toString('hex');
     const path = join(dir, META_NAME);
     let previous: RestoreReport['previousDatabase'] = existsSync(path) ? 'unreadable' : 'missing';
     let lost: RestoreReport['lost'] = null;
-    if (previous === 'unreadable') {
-      try {
-        const old = Metadata.open(path, { hexKey, readonly: true });
-        try {
-          const before = listing(snap);
-          const now = listing(old.db);
-          lost = { added: [], removed: [], changed: [] };
-          for (const [p, info] of now) {
-            const b = before.get(p);
-            if (!b) lost.added.push(p);
-            else if (b.size !== info.size || b.mtime !== info.mtime || b.type !== info.type) lost.changed.push(p);
-          }
-          for (const p of before.keys()) if (!now.has(p)) lost.removed.push(p);
-          previous = 'readable';
-        } finally {
-          old.close();
-        }
-      } catch {
-        previous = 'unreadable';
-      }
-    }
     const tmp = join(dir, `${META_NAME}.restoring`);
-    rmSync(tmp, { force: true });
-    snap.exec(`ATTACH DATABASE '${tmp.replaceAll("'", "''")}' AS restored${hexKey ? ` KEY '${hexKey}'` : ''}`);
-    const objects = snap.prepare(`SELECT type, name, sql FROM main.sqlite_master WHERE sql IS NOT NULL ORDER BY type = 'index'`).all() as { type: string; name: string; sql: string }[];
-    snap.transaction(() => {
-      for (const o of objects) {
-        const sql = o.type === 'table' ? o.sql.replace(/^CREATE TABLE\s+("?)(\w+)\1/i, 'CREATE TABLE restored.$2') : o.sql.replace(/^CREATE (UNIQUE )?INDEX\s+("?)(\w+)\2/i, 'CREATE $1INDEX restored.$3');
-        snap.exec(sql);
-        if (o.type === 'table') snap.exec(`INSERT INTO restored.${o.name} SELECT * FROM main.${o.name}`);
+    try {
+      if (previous === 'unreadable') {
+        try {
+          const old = Metadata.open(path, { hexKey, readonly: true });
+          try {
+            const before = snap.listing();
+            const now = old.listing();
+            lost = { added: [], removed: [], changed: [] };
+            for (const [p, info] of now) {
+              const b = before.get(p);
+              if (!b) lost.added.push(p);
+              else if (b.size !== info.size || b.mtime !== info.mtime || b.type !== info.type) lost.changed.push(p);
+            }
+            for (const p of before.keys()) if (!now.has(p)) lost.removed.push(p);
+            previous = 'readable';
+          } finally {
+            old.close();
+          }
+        } catch {
+          previous = 'unreadable';
+        }
       }
-    })();
-    snap.exec('DETACH DATABASE restored');
-    snap.close();
+      rmSync(tmp, { force: true });
+      snap.writeTo(tmp, hexKey);
+    } finally {
+      snap.close();
+    }
     let movedAside: string | undefined;
     if (existsSync(path)) {
       movedAside = `${path}.before-restore-${Date.now()}`;

@@ -241,6 +241,12 @@ export class ChunkStore {
         out[i] = hit;
       } else misses.push(i);
     }
+    // Misses were counted above: fetch them without going through read() again.
+    const fetch = (l: ChunkLocation) =>
+      this.readUncached(l).then((plain) => {
+        this.cache.set(l.hash.toString('latin1'), plain);
+        return plain;
+      });
     misses.sort((a, b) => locs[a].segment - locs[b].segment || locs[a].off - locs[b].off);
     for (let g = 0; g < misses.length; ) {
       const first = locs[misses[g]];
@@ -256,16 +262,14 @@ export class ChunkStore {
       const group = misses.slice(g, h);
       g = h;
       if (group.length === 1) {
-        out[group[0]] = this.read(locs[group[0]]);
+        out[group[0]] = fetch(locs[group[0]]);
         continue;
       }
-      const whole = this.readGroup(group.map((i) => locs[i]), first.off, end).then(
-        (plains) => plains,
-        () => null, // some chunk did not verify: one by one below
-      );
+      // A group that does not verify as a whole is read again chunk by chunk.
+      const whole = this.readGroup(group.map((i) => locs[i]), first.off, end).catch(() => null);
       group.forEach((i, k) => {
         out[i] = whole.then((plains) => {
-          if (!plains) return this.read(locs[i]);
+          if (!plains) return fetch(locs[i]);
           this.cache.set(locs[i].hash.toString('latin1'), plains[k]);
           return plains[k];
         });

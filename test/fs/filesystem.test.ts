@@ -321,3 +321,29 @@ test('storing buffered data later does not move mtime or ctime (tar: "file chang
     }
   });
 });
+
+test('chunk cache statistics count each chunk of a read once: a cold read all misses, a warm one all hits', async () => {
+  await withVolume(
+    async (v) => {
+      const data = randomData(3 << 20, 41);
+      const ino = await writeFile(v, ROOT_INO, 's', data);
+      await v.fs.sync();
+      v.store.dropCache();
+      const chunks = v.meta.allExtents(ino).length;
+      const r0 = v.store.stats.reads;
+      const h0 = v.store.stats.cacheHits;
+      assert.ok((await readAll(v, ino)).equals(data));
+      assert.equal(v.store.stats.reads - r0, chunks, 'one lookup per chunk');
+      assert.equal(v.store.stats.cacheHits - h0, 0);
+      assert.ok((await readAll(v, ino)).equals(data));
+      assert.equal(v.store.stats.reads - r0, 2 * chunks);
+      assert.equal(v.store.stats.cacheHits - h0, chunks, 'the second read is all hits');
+      // A read inside one chunk (a group of one).
+      v.store.dropCache();
+      const r1 = v.store.stats.reads;
+      assert.ok((await F(v).read(ino, 0, 100, 1000)).equals(data.subarray(1000, 1100)));
+      assert.equal(v.store.stats.reads - r1, 1);
+    },
+    { level: 5, devices: 3 },
+  );
+});

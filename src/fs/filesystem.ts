@@ -632,7 +632,10 @@ export class Filesystem implements FsOps {
       throw f.aborted;
     }
     try {
-      // Sizes are decided now, against what the earlier batches committed.
+      await f.batch.finish();
+      // Sizes and mtimes are read now, with no await before the commit: against what the earlier
+      // batches committed, and after any utimens that came in while the rows were synced (rsync
+      // sets the mtime right after close; reading it before the sync put the write time back).
       const files: FileUpdate[] = [];
       for (const { ino, st } of f.work) {
         const storedSize = this.meta.inode(ino)?.size ?? 0;
@@ -641,7 +644,6 @@ export class Filesystem implements FsOps {
         const size = pending ? Math.min(st.size, Math.max(storedSize, flushedEnd)) : st.size;
         files.push({ ino, size, mtime: st.mtime, extents: f.extentsOf.get(ino) ?? [] });
       }
-      await f.batch.finish();
       this.meta.apply({ op: 'write', now: nowNs(), segments: f.batch.segments, chunks: f.batch.chunks, files }, durable);
     } catch (e) {
       const err = toFsError(e);

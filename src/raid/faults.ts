@@ -8,7 +8,8 @@
 // `path` matches the device path exactly, or its basename, or a path suffix. `from`/`to` bound the
 // byte range ([from, to), either may be omitted) an I/O must overlap to fail. `count` limits how
 // many times the rule fires (counted since the file was last (re)loaded); omitted = forever.
-// `delayMs` makes the failing I/O take that long first (to hold a commit while later work piles up).
+// `delayMs` makes the failing I/O take that long first (to hold a commit while later work piles up);
+// with "error": "none" the I/O is only delayed, then done.
 // The file is re-read only when its mtime, size or inode changes, so editing it mid-test works.
 
 import { statSync, readFileSync } from 'node:fs';
@@ -75,6 +76,7 @@ export function faultyOpenDevice(base: OpenDevice, rulesPath: string): OpenDevic
       if (r.count !== undefined && r.fired >= r.count) continue;
       r.fired++;
       if (r.delayMs) await new Promise((res) => setTimeout(res, r.delayMs));
+      if (r.error === 'none') return; // a delay only
       throw fault(r.error ?? 'EIO', path, op);
     }
   };

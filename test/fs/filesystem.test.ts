@@ -347,3 +347,29 @@ test('chunk cache statistics count each chunk of a read once: a cold read all mi
     { level: 5, devices: 3 },
   );
 });
+
+test('a utimens while a batch syncs its rows is not undone by the batch (rsync sets mtime right after close)', async () => {
+  const t = tempDir();
+  const dir = join(t.path, 'vol');
+  const rules = join(t.path, 'faults.json');
+  await createVolume({ dir, cipher: 'none', devices: [join(t.path, 'd0.img')], layout: { level: 0, devices: 1 }, deviceSize: 256 * 1024 * 1024 });
+  writeFileSync(rules, '[]');
+  process.env.HOARDFS_FAULTS = rules;
+  const v = await Volume.open({ dir, lock: true, fs: { flushIntervalMs: 0 } });
+  delete process.env.HOARDFS_FAULTS;
+  try {
+    const ino = await writeFile(v, ROOT_INO, 'u', randomData(100_000, 5));
+    writeFileSync(rules, JSON.stringify([{ path: 'd0.img', op: 'sync', error: 'none', delayMs: 300, count: 1 }]));
+    const flushing = v.fs.flushAll(false, false);
+    await new Promise((r) => setTimeout(r, 100)); // the batch is syncing its rows now
+    const when = 1_234_567_890_123_456_789n;
+    await F(v).setattr(ino, { mtimeNs: when }, undefined, ctx);
+    await flushing;
+    await v.fs.sync();
+    assert.equal((await F(v).getattr(ino, undefined, ctx)).mtimeNs, when);
+    assert.equal(v.meta.inode(ino)!.mtime, when, 'stored mtime');
+  } finally {
+    await v.close().catch(() => {});
+    t.cleanup();
+  }
+});

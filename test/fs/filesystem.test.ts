@@ -41,6 +41,27 @@ async function readAll(v: Volume, ino: number): Promise<Buffer> {
   return F(v).read(ino, 0, a.size, 0);
 }
 
+/**
+ * A one-device volume whose device goes through fault rules (empty at open); fn sets the rules
+ * with setFaults. The volume is closed and removed afterwards.
+ */
+async function withFaultyVolume(fsOptions: { dirtyLimit?: number }, fn: (v: Volume, setFaults: (rules: object[]) => void) => Promise<void>): Promise<void> {
+  const t = tempDir();
+  const dir = join(t.path, 'vol');
+  const rules = join(t.path, 'faults.json');
+  await createVolume({ dir, cipher: 'none', devices: [join(t.path, 'd0.img')], layout: { level: 0, devices: 1 }, deviceSize: 256 * 1024 * 1024 });
+  writeFileSync(rules, '[]');
+  process.env.HOARDFS_FAULTS = rules;
+  const v = await Volume.open({ dir, lock: true, fs: { flushIntervalMs: 0, ...fsOptions } });
+  delete process.env.HOARDFS_FAULTS;
+  try {
+    await fn(v, (r) => writeFileSync(rules, JSON.stringify(r)));
+  } finally {
+    await v.close().catch(() => {});
+    t.cleanup();
+  }
+}
+
 test('write, flush and read back through the chunk store', async () => {
   await withVolume(async (v) => {
     const data = randomData(3 * 1024 * 1024 + 17, 7);
@@ -215,18 +236,10 @@ test('a write into the uncut tail while a flush runs is not undone by the flush'
 });
 
 test('pipelined batches: a failed commit hands back its data and that of every later batch, in order; nothing is lost', async () => {
-  const t = tempDir();
-  const dir = join(t.path, 'vol');
-  const rules = join(t.path, 'faults.json');
-  await createVolume({ dir, cipher: 'none', devices: [join(t.path, 'd0.img')], layout: { level: 0, devices: 1 }, deviceSize: 256 * 1024 * 1024 });
-  writeFileSync(rules, '[]');
-  process.env.HOARDFS_FAULTS = rules;
-  const v = await Volume.open({ dir, lock: true, fs: { flushIntervalMs: 0, dirtyLimit: 256 << 10 } });
-  delete process.env.HOARDFS_FAULTS;
-  // The first batch's device sync fails after 300 ms (ENOSPC leaves the device in service), while
-  // the next batch is already cut and sealed; every later sync succeeds.
-  writeFileSync(rules, JSON.stringify([{ path: 'd0.img', op: 'sync', error: 'ENOSPC', delayMs: 300, count: 1 }]));
-  try {
+  await withFaultyVolume({ dirtyLimit: 256 << 10 }, async (v, setFaults) => {
+    // The first batch's device sync fails after 300 ms (ENOSPC leaves the device in service),
+    // while the next batch is already cut and sealed; every later sync succeeds.
+    setFaults([{ path: 'd0.img', op: 'sync', error: 'ENOSPC', delayMs: 300, count: 1 }]);
     // Old bytes, then new bytes over the same region, each write a batch of its own: while the
     // first batch's sync hangs, the second is taken. Handed back in the wrong order, the old
     // bytes would win.
@@ -261,10 +274,7 @@ test('pipelined batches: a failed commit hands back its data and that of every l
     v.store.dropCache();
     assert.ok((await readAll(v, ino)).equals(want), 'stored view');
     assert.equal(v.fs.buffered, 0);
-  } finally {
-    await v.close().catch(() => {});
-    t.cleanup();
-  }
+  });
 });
 
 test('RAID 5: damage in two chunks on two devices of one row: a whole-file read falls back to chunk by chunk and returns the right bytes', async () => {
@@ -349,17 +359,9 @@ test('chunk cache statistics count each chunk of a read once: a cold read all mi
 });
 
 test('a utimens while a batch syncs its rows is not undone by the batch (rsync sets mtime right after close)', async () => {
-  const t = tempDir();
-  const dir = join(t.path, 'vol');
-  const rules = join(t.path, 'faults.json');
-  await createVolume({ dir, cipher: 'none', devices: [join(t.path, 'd0.img')], layout: { level: 0, devices: 1 }, deviceSize: 256 * 1024 * 1024 });
-  writeFileSync(rules, '[]');
-  process.env.HOARDFS_FAULTS = rules;
-  const v = await Volume.open({ dir, lock: true, fs: { flushIntervalMs: 0 } });
-  delete process.env.HOARDFS_FAULTS;
-  try {
+  await withFaultyVolume({}, async (v, setFaults) => {
     const ino = await writeFile(v, ROOT_INO, 'u', randomData(100_000, 5));
-    writeFileSync(rules, JSON.stringify([{ path: 'd0.img', op: 'sync', error: 'none', delayMs: 300, count: 1 }]));
+    setFaults([{ path: 'd0.img', op: 'sync', error: 'none', delayMs: 300, count: 1 }]);
     const flushing = v.fs.flushAll(false, false);
     await new Promise((r) => setTimeout(r, 100)); // the batch is syncing its rows now
     const when = 1_234_567_890_123_456_789n;
@@ -368,8 +370,5 @@ test('a utimens while a batch syncs its rows is not undone by the batch (rsync s
     await v.fs.sync();
     assert.equal((await F(v).getattr(ino, undefined, ctx)).mtimeNs, when);
     assert.equal(v.meta.inode(ino)!.mtime, when, 'stored mtime');
-  } finally {
-    await v.close().catch(() => {});
-    t.cleanup();
-  }
+  });
 });

@@ -2,10 +2,15 @@
  * hoardfs_fuse: a thin N-API binding over libfuse3's low-level API.
  *
  * Threading model
- *   - libfuse's multi-threaded session loop runs on its own pthread. Worker threads decode a
- *     request into a heap `hreq`, queue it on a napi_threadsafe_function (non-blocking) and go
- *     straight back to reading /dev/fuse. They never wait for JavaScript, so a slow JS operation
- *     only delays its own reply, never the kernel's other requests.
+ *   - By default (MF_MAIN_LOOP) the JS thread reads /dev/fuse itself: the fd is non-blocking and
+ *     watched by a uv_poll on Node's loop; each wake-up reads and dispatches every queued request
+ *     (up to a batch) inside one callback scope, so promise continuations (the replies) run
+ *     right after. A request then costs one thread wake-up instead of two (kernel -> FUSE thread
+ *     -> JS thread): the passthrough's small-file rate went from about 1,800 to ... per second.
+ *     JS never blocks on the fd, so a slow asynchronous operation still delays only itself.
+ *   - Otherwise libfuse's multi-threaded session loop runs on its own pthread. Worker threads
+ *     decode a request into a heap `hreq`, queue it on a napi_threadsafe_function (non-blocking)
+ *     and go straight back to reading /dev/fuse.
  *   - JavaScript answers later by calling reply*(req, ...) on the JS thread; fuse_reply_* is
  *     thread-safe, so the reply goes to the kernel directly from there.
  *   - Numeric arguments travel through two shared scratch ArrayBuffers (one for requests, one
@@ -22,8 +27,11 @@
 #define _GNU_SOURCE
 #include <fuse_lowlevel.h>
 #include <node_api.h>
+#include <uv.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -61,6 +69,9 @@ enum {
 #define MF_WRITEBACK 1
 #define MF_NO_SECURITY_CAPABILITY 2
 #define MF_POSIX_ACL 4
+#define MF_MAIN_LOOP 8
+/* Largest request: FUSE_MAX_MAX_PAGES (256) pages of payload plus headers. */
+#define RBUF_SIZE ((1u << 20) + (64u << 10))
 
 typedef union {
   double d;
@@ -84,6 +95,14 @@ typedef struct hmount {
   int closed;             /* JS called close(): destroy the session when outstanding == 0 */
   int se_destroyed;
   int tsfn_released;
+  /* MF_MAIN_LOOP: the poll on /dev/fuse, its receive buffer, and the dispatch function while a
+   * batch is being dispatched (NULL otherwise: requests then go through the tsfn). */
+  uv_poll_t *poll;
+  char *rbuf;
+  napi_env env;
+  napi_ref dispatch_ref;
+  napi_async_context actx;
+  napi_value cur_cb;
   /* What the kernel negotiated, for diagnostics. Written once by init. */
   unsigned max_write, max_readahead, capable, want, proto_minor;
 } hmount_t;
@@ -133,9 +152,15 @@ static void hreq_free(hreq_t *r) {
   free(r);
 }
 
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data);
+
 static void send_req(hmount_t *m, hreq_t *r) {
   int replyable = r->req != NULL;
   if (replyable) atomic_fetch_add(&m->outstanding, 1);
+  if (m->cur_cb) {
+    call_js(m->env, m->cur_cb, m, r);
+    return;
+  }
   if (napi_call_threadsafe_function(m->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
     /* Only while shutting down; answer so the kernel does not wait forever. */
     if (replyable) {
@@ -502,6 +527,49 @@ static void *loop_thread(void *arg) {
   if (r) send_req(m, r);
   return NULL;
 }
+
+/* MF_MAIN_LOOP: /dev/fuse is readable. Read and dispatch what is queued, then let the loop
+ * run the replies and other work; level-triggered polling brings us back for the rest. */
+static void on_fuse_readable(uv_poll_t *h, int status, int events) {
+  (void)events;
+  hmount_t *m = h->data;
+  napi_env env = m->env;
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value resource, cb;
+  int ended = status < 0;
+  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
+  napi_create_object(env, &resource);
+  napi_get_reference_value(env, m->dispatch_ref, &cb);
+  napi_open_callback_scope(env, resource, m->actx, &cs);
+  m->cur_cb = cb;
+  int fd = fuse_session_fd(m->se);
+  for (int n = 0; !ended && n < 64; n++) {
+    ssize_t res = read(fd, m->rbuf, RBUF_SIZE);
+    if (res < 0) {
+      if (errno == EAGAIN) break;
+      if (errno == EINTR || errno == ENOENT) continue; /* ENOENT: the request was interrupted */
+      if (errno != ENODEV) perror("hoardfs: reading /dev/fuse");
+      ended = 1;
+      break;
+    }
+    if (res == 0) { ended = 1; break; }
+    struct fuse_buf fb = {.size = (size_t)res, .flags = 0, .mem = m->rbuf, .fd = -1, .pos = 0};
+    fuse_session_process_buf(m->se, &fb);
+    if (fuse_session_exited(m->se)) ended = 1;
+  }
+  m->cur_cb = NULL;
+  if (ended) {
+    uv_poll_stop(m->poll);
+    /* Through the tsfn, so that JS's close() never runs inside this callback. */
+    hreq_t *r = hreq_new(OP_EXIT, NULL, NULL, 0, NULL, 0, 0);
+    if (r) send_req(m, r);
+  }
+  napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+static void free_poll(uv_handle_t *h) { free(h); }
 
 /* ---------- JS thread side ---------- */
 
@@ -911,7 +979,28 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
       err = "napi_create_threadsafe_function failed";
   }
   if (!err && fuse_session_mount(m->se, mnt) != 0) err = "fuse_session_mount failed (see stderr)";
-  if (!err) {
+  if (!err && (flags & MF_MAIN_LOOP)) {
+    uv_loop_t *loop = NULL;
+    int fd = fuse_session_fd(m->se);
+    napi_value resname;
+    napi_create_string_utf8(env, "hoardfs_fuse_request", NAPI_AUTO_LENGTH, &resname);
+    m->env = env;
+    m->rbuf = malloc(RBUF_SIZE);
+    m->poll = malloc(sizeof *m->poll);
+    if (!m->rbuf || !m->poll || napi_get_uv_event_loop(env, &loop) != napi_ok ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
+        napi_create_reference(env, argv[3], 1, &m->dispatch_ref) != napi_ok ||
+        napi_async_init(env, NULL, resname, &m->actx) != napi_ok ||
+        uv_poll_init(loop, m->poll, fd) != 0) {
+      err = "cannot watch /dev/fuse on the event loop";
+      free(m->poll);
+      m->poll = NULL;
+    } else {
+      m->poll->data = m;
+      uv_poll_start(m->poll, UV_READABLE, on_fuse_readable);
+    }
+    if (err) fuse_session_unmount(m->se);
+  } else if (!err) {
     /* Node owns signal handling; keep the loop thread (and the workers libfuse spawns from it,
      * which inherit the mask) from ever receiving process signals. */
     sigset_t all, old;
@@ -926,6 +1015,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < nargs; i++) free(fargv[i]);
   free(fargv);
   if (err) {
+    free(m->rbuf);
+    m->rbuf = NULL;
     if (m->se) fuse_session_destroy(m->se);
     if (m->tsfn) {
       m->se_destroyed = 1;
@@ -958,6 +1049,17 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (!m || m->closed) return NULL;
   if (m->thread_started) pthread_join(m->thread, NULL);
   m->thread_started = 0;
+  if (m->poll) {
+    uv_poll_stop(m->poll);
+    uv_close((uv_handle_t *)m->poll, free_poll);
+    m->poll = NULL;
+  }
+  if (m->dispatch_ref) napi_delete_reference(env, m->dispatch_ref);
+  m->dispatch_ref = NULL;
+  if (m->actx) napi_async_destroy(env, m->actx);
+  m->actx = NULL;
+  free(m->rbuf);
+  m->rbuf = NULL;
   /* The mt loop clears the exited flag on its way out; set it again so that replies arriving
    * after this point fail quietly instead of printing "fuse: writing device". */
   fuse_session_exit(m->se);

@@ -240,10 +240,7 @@ export class Filesystem implements FsOps {
   async lookup(parent: Ino, name: Buffer): Promise<Entry> {
     if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
     const ino = this.meta.lookup(parent, name);
-    if (ino === undefined) {
-      if (!this.meta.inode(parent)) throw new FsError('ENOENT');
-      throw new FsError('ENOENT');
-    }
+    if (ino === undefined) throw new FsError('ENOENT');
     return this.entry(ino);
   }
 

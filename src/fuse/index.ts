@@ -33,7 +33,7 @@ import {
   A_UMASK,
   A_X,
   A_ATIME,
-  MF_NO_SECURITY_CAPABILITY, MF_POSIX_ACL,
+  MF_NO_SECURITY_CAPABILITY, MF_POSIX_ACL, MF_MAIN_LOOP,
   MF_WRITEBACK,
   OP,
   R,
@@ -558,7 +558,8 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   const argv = ['hoardfs'];
   if (opts.options && opts.options.length > 0) argv.push('-o', opts.options.join(','));
   if (opts.debug) argv.push('-d');
-  const flags = (opts.writebackCache ? MF_WRITEBACK : 0) | (opts.noSecurityCapability ? MF_NO_SECURITY_CAPABILITY : 0) | (opts.posixAcl ? MF_POSIX_ACL : 0);
+  const flags = (opts.writebackCache ? MF_WRITEBACK : 0) | (opts.noSecurityCapability ? MF_NO_SECURITY_CAPABILITY : 0) | (opts.posixAcl ? MF_POSIX_ACL : 0) |
+    (process.env.HOARDFS_FUSE_THREADS === '1' ? 0 : MF_MAIN_LOOP);
   try {
     handle = native.mount(mountpoint, argv, flags, dispatch);
   } catch (e) {

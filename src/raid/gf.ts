@@ -6,7 +6,24 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 type NativePQ = (strips: Uint8Array[], p: Uint8Array, q: Uint8Array | null) => void;
+type ReadCached = (fd: number, buf: Uint8Array, pos: number) => number;
 let nativePQ: NativePQ | null | undefined;
+let readCached: ReadCached | null | undefined;
+
+function loadAddon(): { pq: NativePQ; readCached: ReadCached } | null {
+  try {
+    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_gf.node', import.meta.url));
+    return createRequire(import.meta.url)(path) as { pq: NativePQ; readCached: ReadCached };
+  } catch {
+    return null; // not built: the JavaScript loops and the thread pool do the same work, slower
+  }
+}
+
+/** preadv2(RWF_NOWAIT) from the same addon (used by src/raid/device.ts), or null. */
+export function nativeReadCached(): ReadCached | null {
+  if (readCached === undefined) readCached = loadAddon()?.readCached ?? null;
+  return readCached;
+}
 
 /**
  * P+Q in C (native/hoardfs_gf.c), or null: HOARDFS_GF=js forces the JavaScript loops below, and
@@ -14,14 +31,7 @@ let nativePQ: NativePQ | null | undefined;
  */
 export function nativeParity(): NativePQ | null {
   if (nativePQ !== undefined) return nativePQ;
-  nativePQ = null;
-  if (process.env.HOARDFS_GF === 'js') return null;
-  try {
-    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_gf.node', import.meta.url));
-    nativePQ = (createRequire(import.meta.url)(path) as { pq: NativePQ }).pq;
-  } catch {
-    /* not built: the JavaScript loops do the same work, slower */
-  }
+  nativePQ = process.env.HOARDFS_GF === 'js' ? null : (loadAddon()?.pq ?? null);
   return nativePQ;
 }
 

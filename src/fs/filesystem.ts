@@ -374,7 +374,7 @@ export class Filesystem implements FsOps {
     const out = Buffer.alloc(end - offset);
     // Everything that decides what the bytes are is captured before the first await, so a
     // flush that commits meanwhile cannot make this read mix old and new views.
-    const extents = this.meta.extents(ino, offset, end);
+    const extents = this.meta.readMap(ino, offset, end);
     const flushing = st ? st.flushing.slice() : [];
     const dirtyCopy = st && !st.dirty.empty ? Buffer.alloc(end - offset) : null;
     const dirtyMask = dirtyCopy ? this.snapshotDirty(st!.dirty, offset, end, dirtyCopy) : null;
@@ -382,10 +382,9 @@ export class Filesystem implements FsOps {
     const locs: ChunkLocation[] = [];
     for (const e of extents) {
       if (index.has(e.chunk)) continue;
-      const c = this.meta.chunkById(e.chunk);
-      if (!c) throw new FsError('EIO', `extent references missing chunk ${e.chunk}`);
+      if (!e.at) throw new FsError('EIO', `extent references missing chunk ${e.chunk}`);
       index.set(e.chunk, locs.length);
-      locs.push({ hash: c.hash, segment: c.segment, height: c.height, off: c.off, storedLen: c.storedLen, plainLen: c.plainLen });
+      locs.push(e.at);
     }
     const plains = await this.store.readMany(locs);
     for (const e of extents) {

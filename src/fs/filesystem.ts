@@ -10,7 +10,7 @@ import type { CutResult, SealResult } from '../chunks/pool.ts';
 
 /** Ranges at least this large are cut, hashed and sealed in the ingest workers. */
 const POOL_MIN_RANGE = 1 << 20;
-import type { ExtentRef, FileUpdate } from '../meta/commands.ts';
+import type { AttrChange, ExtentRef, FileUpdate } from '../meta/commands.ts';
 import { Metadata, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDirMode, type InodeRow } from '../meta/metadata.ts';
 import { Ranges } from './ranges.ts';
 import { ACL_ACCESS, ACL_DEFAULT, chmodAcl, encodeAcl, equivalentToMode, inheritAcl, modeFromAcl, parseAcl } from './acl.ts';
@@ -237,7 +237,7 @@ export class Filesystem implements FsOps {
 
   // ---- FsOps ----
 
-  async lookup(parent: Ino, name: Buffer): Promise<Entry> {
+  lookup(parent: Ino, name: Buffer): Entry {
     if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
     const ino = this.meta.lookup(parent, name);
     if (ino === undefined) throw new FsError('ENOENT');
@@ -246,11 +246,11 @@ export class Filesystem implements FsOps {
 
   forget(): void {}
 
-  async getattr(ino: Ino): Promise<Attr> {
+  getattr(ino: Ino): Attr {
     return this.attrOf(this.inodeRow(ino));
   }
 
-  async setattr(ino: Ino, set: SetAttr, _fh: number | undefined, _ctx: Ctx): Promise<Attr> {
+  setattr(ino: Ino, set: SetAttr, _fh: number | undefined, _ctx: Ctx): Attr | Promise<Attr> {
     const now = nowNs();
     const change: { mode?: number; uid?: number; gid?: number; size?: number; atime?: bigint; mtime?: bigint } = {};
     if (set.mode !== undefined) change.mode = set.mode;
@@ -258,28 +258,7 @@ export class Filesystem implements FsOps {
     if (set.gid !== undefined) change.gid = set.gid;
     if (set.atimeNs !== undefined) change.atime = set.atimeNs === 'now' ? now : set.atimeNs;
     if (set.mtimeNs !== undefined) change.mtime = set.mtimeNs === 'now' ? now : set.mtimeNs;
-    if (set.size !== undefined) {
-      if (set.size < 0 || set.size > MAX_FILE_SIZE) throw new FsError(set.size < 0 ? 'EINVAL' : 'EFBIG');
-      const i = this.inodeRow(ino);
-      if (isDirMode(i.mode)) throw new FsError('EISDIR');
-      if ((i.mode & S_IFMT) !== S_IFREG) throw new FsError('EINVAL');
-      await this.exclusive(() => {
-        const st = this.files.get(ino);
-        if (st) {
-          const before = st.dirty.bytes;
-          st.dirty.truncate(set.size!);
-          this.dirtyBytes -= before - st.dirty.bytes;
-        }
-        // The stored extents are cut in the same command; a size only the buffer knew about
-        // becomes the stored size, so the cut never exposes stale bytes past it.
-        this.meta.apply({ op: 'setattr', ino, set: { ...change, size: set.size! }, now });
-        if (st) {
-          st.size = set.size!;
-          st.mtime = change.mtime ?? now;
-        }
-      });
-      return this.attrOf(this.inodeRow(ino));
-    }
+    if (set.size !== undefined) return this.truncate(ino, set.size, change, now);
     this.meta.apply({ op: 'setattr', ino, set: change, now });
     if (change.mode !== undefined) {
       // chmod keeps an access ACL in step with the new mode bits.
@@ -292,26 +271,51 @@ export class Filesystem implements FsOps {
     return this.attrOf(this.inodeRow(ino));
   }
 
-  async readlink(ino: Ino): Promise<Buffer> {
+  /** setattr with a size: the only one that waits (for the flush pipeline). */
+  private async truncate(ino: Ino, size: number, change: AttrChange, now: bigint): Promise<Attr> {
+    const set = { size };
+    if (set.size < 0 || set.size > MAX_FILE_SIZE) throw new FsError(set.size < 0 ? 'EINVAL' : 'EFBIG');
+    const i = this.inodeRow(ino);
+    if (isDirMode(i.mode)) throw new FsError('EISDIR');
+    if ((i.mode & S_IFMT) !== S_IFREG) throw new FsError('EINVAL');
+    await this.exclusive(() => {
+      const st = this.files.get(ino);
+      if (st) {
+        const before = st.dirty.bytes;
+        st.dirty.truncate(set.size!);
+        this.dirtyBytes -= before - st.dirty.bytes;
+      }
+      // The stored extents are cut in the same command; a size only the buffer knew about
+      // becomes the stored size, so the cut never exposes stale bytes past it.
+      this.meta.apply({ op: 'setattr', ino, set: { ...change, size: set.size! }, now });
+      if (st) {
+        st.size = set.size!;
+        st.mtime = change.mtime ?? now;
+      }
+    });
+    return this.attrOf(this.inodeRow(ino));
+  }
+
+  readlink(ino: Ino): Buffer {
     const i = this.inodeRow(ino);
     if ((i.mode & S_IFMT) !== S_IFLNK || !i.target) throw new FsError('EINVAL');
     return i.target;
   }
 
-  async mknod(parent: Ino, name: Buffer, mode: number, rdev: number, ctx: Ctx): Promise<Entry> {
+  mknod(parent: Ino, name: Buffer, mode: number, rdev: number, ctx: Ctx): Entry {
     return this.create_(parent, name, mode, rdev, ctx);
   }
 
-  async mkdir(parent: Ino, name: Buffer, mode: number, ctx: Ctx): Promise<Entry> {
+  mkdir(parent: Ino, name: Buffer, mode: number, ctx: Ctx): Entry {
     return this.create_(parent, name, S_IFDIR | (mode & 0o7777), 0, ctx);
   }
 
-  async symlink(target: Buffer, parent: Ino, name: Buffer, ctx: Ctx): Promise<Entry> {
+  symlink(target: Buffer, parent: Ino, name: Buffer, ctx: Ctx): Entry {
     if (target.length > 4095) throw new FsError('ENAMETOOLONG');
     return this.create_(parent, name, S_IFLNK | 0o777, 0, ctx, target);
   }
 
-  async unlink(parent: Ino, name: Buffer): Promise<void> {
+  unlink(parent: Ino, name: Buffer): void {
     if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
     // A file nobody holds open goes in the same command as its last name (one commit, not two).
     const target = this.meta.lookup(parent, name);
@@ -321,48 +325,52 @@ export class Filesystem implements FsOps {
     else this.afterUnlink(orphan);
   }
 
-  async rmdir(parent: Ino, name: Buffer): Promise<void> {
+  rmdir(parent: Ino, name: Buffer): void {
     if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
     if (name.equals(Buffer.from('.'))) throw new FsError('EINVAL');
     if (name.equals(Buffer.from('..'))) throw new FsError('ENOTEMPTY');
     this.afterUnlink(this.meta.apply<number | undefined>({ op: 'rmdir', parent, name, now: nowNs() }));
   }
 
-  async rename(parent: Ino, name: Buffer, newParent: Ino, newName: Buffer, flags: number): Promise<void> {
+  rename(parent: Ino, name: Buffer, newParent: Ino, newName: Buffer, flags: number): void {
     if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
     checkName(newName);
     if (flags & ~3) throw new FsError('EINVAL');
     this.afterUnlink(this.meta.apply<number | undefined>({ op: 'rename', parent, name, newParent, newName, flags, now: nowNs() }));
   }
 
-  async link(ino: Ino, newParent: Ino, newName: Buffer): Promise<Entry> {
+  link(ino: Ino, newParent: Ino, newName: Buffer): Entry {
     checkName(newName);
     this.meta.apply({ op: 'link', ino, parent: newParent, name: newName, now: nowNs() });
     return this.entry(ino);
   }
 
-  async open(ino: Ino, flags: number): Promise<OpenResult> {
+  open(ino: Ino, flags: number): OpenResult | Promise<OpenResult> {
     const i = this.inodeRow(ino);
     if (isDirMode(i.mode) && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
     const st = this.state(ino, i);
     st.opens++;
     const fh = this.nextFh++;
     this.handles.set(fh, { ino, flags });
-    if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && (i.mode & S_IFMT) === S_IFREG && st.size > 0) {
-      try {
-        await this.setattr(ino, { size: 0 }, fh, { uid: 0, gid: 0, pid: 0, umask: 0 });
-      } catch (e) {
-        this.handles.delete(fh);
-        st.opens--;
-        throw e;
-      }
+    if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && (i.mode & S_IFMT) === S_IFREG && st.size > 0) return this.truncateAtOpen(ino, fh, st);
+    return { fh };
+  }
+
+  private async truncateAtOpen(ino: Ino, fh: number, st: FileState): Promise<OpenResult> {
+    try {
+      await this.truncate(ino, 0, {}, nowNs());
+    } catch (e) {
+      this.handles.delete(fh);
+      st.opens--;
+      throw e;
     }
     return { fh };
   }
 
-  async create(parent: Ino, name: Buffer, mode: number, flags: number, ctx: Ctx): Promise<{ entry: Entry; open: OpenResult }> {
+  create(parent: Ino, name: Buffer, mode: number, flags: number, ctx: Ctx): { entry: Entry; open: OpenResult } {
     const entry = this.create_(parent, name, S_IFREG | (mode & 0o7777), 0, ctx);
-    const open = await this.open(entry.attr.ino, flags & ~O_TRUNC);
+    // A new file has nothing to truncate, so opening it never waits.
+    const open = this.open(entry.attr.ino, flags & ~O_TRUNC) as OpenResult;
     return { entry, open };
   }
 
@@ -464,7 +472,7 @@ export class Filesystem implements FsOps {
       });
   }
 
-  async flush(ino: Ino): Promise<void> {
+  flush(ino: Ino): void {
     const st = this.files.get(ino);
     if (st?.error) {
       const e = st.error;
@@ -473,7 +481,7 @@ export class Filesystem implements FsOps {
     }
   }
 
-  async release(ino: Ino, fh: number): Promise<void> {
+  release(ino: Ino, fh: number): void | Promise<void> {
     this.handles.delete(fh);
     const st = this.files.get(ino);
     if (!st) return;
@@ -481,7 +489,7 @@ export class Filesystem implements FsOps {
     if (st.opens > 0) return;
     const i = this.meta.inode(ino);
     if (i && i.nlink === 0) {
-      await this.exclusive(() => {
+      return this.exclusive(() => {
         if (st.opens > 0) return;
         this.dropState(ino);
         this.meta.apply({ op: 'purge', ino });
@@ -711,13 +719,13 @@ export class Filesystem implements FsOps {
     if (offset + length > st.size) await this.setattr(ino, { size: offset + length }, undefined, { uid: 0, gid: 0, pid: 0, umask: 0 });
   }
 
-  async opendir(ino: Ino): Promise<OpenResult> {
+  opendir(ino: Ino): OpenResult {
     const i = this.inodeRow(ino);
     if (!isDirMode(i.mode)) throw new FsError('ENOTDIR');
     return { fh: 0 };
   }
 
-  async readdir(ino: Ino, _fh: number, offset: number, maxEntries: number): Promise<DirEntry[]> {
+  readdir(ino: Ino, _fh: number, offset: number, maxEntries: number): DirEntry[] {
     const i = this.meta.inode(ino);
     if (!i) return [];
     const out: DirEntry[] = [];
@@ -730,13 +738,13 @@ export class Filesystem implements FsOps {
     return out;
   }
 
-  async releasedir(): Promise<void> {}
+  releasedir(): void {}
 
   async fsyncdir(): Promise<void> {
     this.meta.sync();
   }
 
-  async statfs(): Promise<StatFs> {
+  statfs(): StatFs {
     const bsize = 4096;
     const total = this.store.raid.rows * this.store.rowBytes;
     const free = Math.max(0, this.store.freeRows * this.store.rowBytes - this.dirtyBytes);
@@ -763,7 +771,7 @@ export class Filesystem implements FsOps {
     return b;
   }
 
-  async setxattr(ino: Ino, name: string, value: Buffer, flags: number): Promise<void> {
+  setxattr(ino: Ino, name: string, value: Buffer, flags: number): void {
     const n = this.checkXattrName(ino, name);
     if (value.length > XATTR_SIZE_MAX) throw new FsError('E2BIG');
     if (name === ACL_ACCESS || name === ACL_DEFAULT) {
@@ -785,7 +793,7 @@ export class Filesystem implements FsOps {
     this.meta.apply({ op: 'setxattr', ino, name: n, value, flags, now: nowNs() });
   }
 
-  async getxattr(ino: Ino, name: string): Promise<Buffer> {
+  getxattr(ino: Ino, name: string): Buffer {
     const b = Buffer.from(name);
     if (b.length > XATTR_NAME_MAX) throw new FsError('ERANGE');
     this.inodeRow(ino);
@@ -794,17 +802,17 @@ export class Filesystem implements FsOps {
     return v;
   }
 
-  async listxattr(ino: Ino): Promise<string[]> {
+  listxattr(ino: Ino): string[] {
     this.inodeRow(ino);
     return this.meta.listxattr(ino).map((n) => n.toString());
   }
 
-  async removexattr(ino: Ino, name: string): Promise<void> {
+  removexattr(ino: Ino, name: string): void {
     const n = this.checkXattrName(ino, name);
     this.meta.apply({ op: 'removexattr', ino, name: n, now: nowNs() });
   }
 
-  async access(ino: Ino, mask: number, ctx: Ctx): Promise<void> {
+  access(ino: Ino, mask: number, ctx: Ctx): void {
     const i = this.inodeRow(ino);
     if (mask === 0 || ctx.uid === 0) {
       if (ctx.uid === 0 && mask & 1 && !isDirMode(i.mode) && !(i.mode & 0o111)) throw new FsError('EACCES');

@@ -188,9 +188,10 @@ function packStatfs(s: StatFs): void {
  * The kernel will never release a handle whose open reply arrived after the opener gave up, so
  * we do. Must not throw: it runs after the reply, and run() would otherwise answer a second time.
  */
-function releaseQuietly(release: () => Promise<void>): void {
+function releaseQuietly(release: () => unknown): void {
   try {
-    release().catch((e: unknown) => logOnce('release', e));
+    const r = release();
+    if (r instanceof Promise) r.catch((e: unknown) => logOnce('release', e));
   } catch (e) {
     logOnce('release', e);
   }
@@ -235,10 +236,16 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   };
   // One helper for every replying op: sync throws, rejections and packing errors all end in a
   // single reply. `op` is only for the log line.
-  const run = <T>(req: ReqId, op: number, start: () => Promise<T>, ok: (req: ReqId, v: T) => void): void => {
-    let p: Promise<T>;
+  const run = <T>(req: ReqId, op: number, start: () => T | Promise<T>, ok: (req: ReqId, v: T) => void): void => {
+    let p: T | Promise<T>;
     try {
       p = start();
+      // An answer known at once (a cached lookup, a getattr, an errno) goes out at once: no
+      // promise, no microtask, and no rejection bookkeeping for an errno.
+      if (!(p instanceof Promise)) {
+        ok(req, p);
+        return;
+      }
     } catch (e) {
       fail(req, e, op);
       return;

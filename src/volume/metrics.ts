@@ -127,8 +127,8 @@ export class Metrics {
 const OP_OF: Record<string, TimedOp> = Object.fromEntries(TIMED_OPS.map((o) => [o, o]));
 
 /**
- * An FsOps that forwards every call to `fs` and records how long its promise took. Methods
- * keep their `this`; synchronous ones (forget) are passed through untimed.
+ * An FsOps that forwards every call to `fs` and records how long its answer took (at once or
+ * through a promise). Methods keep their `this`; forget, init and destroy are passed through untimed.
  */
 export function instrument(fs: FsOps, m: Metrics): FsOps {
   const wrapped: Record<string, unknown> = {};
@@ -148,11 +148,17 @@ export function instrument(fs: FsOps, m: Metrics): FsOps {
     const h = m.hist[OP_OF[name] ?? 'other']!;
     wrapped[name] = (...args: unknown[]) => {
       const t0 = performance.now();
-      const r = (f as (...a: unknown[]) => unknown).apply(fs, args);
+      let r: unknown;
+      try {
+        r = (f as (...a: unknown[]) => unknown).apply(fs, args);
+      } catch (e) {
+        h.record((performance.now() - t0) * 1000);
+        throw e;
+      }
       if (r instanceof Promise) {
         const done = () => h.record((performance.now() - t0) * 1000);
         r.then(done, done);
-      }
+      } else h.record((performance.now() - t0) * 1000);
       return r;
     };
   }

@@ -979,6 +979,23 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
       err = "napi_create_threadsafe_function failed";
   }
   if (!err && fuse_session_mount(m->se, mnt) != 0) err = "fuse_session_mount failed (see stderr)";
+  if (!err) {
+    /* Large blocks and RSS. Thread mode: write payloads are malloc'ed on the FUSE threads and
+     * freed on the JS thread; with glibc's sliding mmap threshold, 1 MiB blocks soon came from
+     * per-thread arenas that keep what is freed into them (RSS 430 -> 575 MiB over 6 GiB), so
+     * every block over 128 KiB is mmap'ed and returned at free (peak 390 MiB).
+     * Main-loop mode: both ends are on the JS thread, and an mmap per 1 MiB payload costs 256
+     * page faults on the thread that does everything else (sys 3.2 s/GiB). Blocks up to 2 MiB
+     * (payloads, rows) come from the heap, which keeps up to 64 MiB free at its top: sys 2.0
+     * s/GiB, writes 110 -> 130 MB/s, RSS writing 10 GiB 460 MiB (unbounded, it was 574).
+     * HOARDFS_MMAP_KIB overrides the threshold (0: glibc's default, for measuring). */
+    const char *e = getenv("HOARDFS_MMAP_KIB");
+    int kib = e ? atoi(e) : (flags & MF_MAIN_LOOP) ? 2048 : 128;
+    if (kib > 0) {
+      mallopt(M_MMAP_THRESHOLD, kib * 1024);
+      if (flags & MF_MAIN_LOOP) mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    }
+  }
   if (!err && (flags & MF_MAIN_LOOP)) {
     uv_loop_t *loop = NULL;
     int fd = fuse_session_fd(m->se);
@@ -1104,11 +1121,6 @@ static void inst_finalize(napi_env env, void *data, void *hint) {
 }
 
 NAPI_MODULE_INIT() {
-  /* Write payloads are malloc'ed on the FUSE threads and freed on the JS thread. With glibc's
-   * sliding mmap threshold, 1 MiB blocks soon come from per-thread arenas, which keep what is
-   * freed into them: daemon RSS crept from 430 to 575 MiB over a 6 GiB write. A fixed threshold
-   * keeps large blocks in mmap, returned at free (peak 390 MiB, same throughput). */
-  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   inst_t *in = calloc(1, sizeof *in);
   napi_set_instance_data(env, in, inst_finalize, NULL);
   napi_property_descriptor props[] = {

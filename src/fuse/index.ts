@@ -85,6 +85,12 @@ export interface MountOptions {
    */
   attrTimeout?: number;
   /**
+   * Seconds the kernel may remember that a name does not exist (a lookup answered ENOENT). Only
+   * safe when every change to the tree goes through this mount: the kernel then replaces the
+   * negative entry itself when the name is created. Default 0 (every lookup asks).
+   */
+  negativeTimeout?: number;
+  /**
    * Read-ahead window for this mount's bdi (/sys/class/bdi/MAJ:MIN/read_ahead_kb). The kernel
    * starts FUSE mounts at 128 KiB, which caps sequential reads at 128 KiB requests; 1024 lets
    * them use the full 1 MiB the connection allows. Best effort (needs root); 0 leaves it alone.
@@ -231,6 +237,25 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   const attrTimeout = opts.attrTimeout ?? 1;
   await fs.init?.();
 
+  // ENOENT as an entry with inode 0: the kernel keeps it as a negative dentry (git, make and
+  // compilers ask for the same missing names over and over).
+  const negativeTimeout = opts.negativeTimeout ?? 0;
+  const negative: Entry = {
+    attr: { ino: 0, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, blksize: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n },
+    generation: 0,
+    entryTimeout: negativeTimeout,
+    attrTimeout: 0,
+  };
+  const isEnoent = (e: unknown): boolean => e !== null && typeof e === 'object' && (e as { code?: unknown }).code === 'ENOENT';
+  const lookupOrNegative = (parent: number, name: Buffer, ctx: Ctx): Entry | Promise<Entry> => {
+    try {
+      const r = fs.lookup(parent, name, ctx);
+      return r instanceof Promise ? r.catch((e: unknown) => (isEnoent(e) ? negative : Promise.reject(e))) : r;
+    } catch (e) {
+      if (isEnoent(e)) return negative;
+      throw e;
+    }
+  };
   const fail = (req: ReqId, e: unknown, op: number): void => {
     native.replyErr(req, errnoOf(e, op));
   };
@@ -361,7 +386,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
       }
       case OP.LOOKUP: {
         const ctx: Ctx = { uid: A[A_UID]!, gid: A[A_GID]!, pid: A[A_PID]!, umask: A[A_UMASK]! };
-        run(req, op, () => fs.lookup(ino, a as Buffer, ctx), replyEntry);
+        run(req, op, negativeTimeout > 0 ? () => lookupOrNegative(ino, a as Buffer, ctx) : () => fs.lookup(ino, a as Buffer, ctx), replyEntry);
         return;
       }
       case OP.FORGET: {

@@ -746,12 +746,12 @@ export class RaidArray {
     const h = this.heightFor(data.length);
     // Unaligned input would push computePQ onto its byte-at-a-time path.
     const src = data.byteOffset & 3 ? Buffer.from(data) : data;
-    const zero = Buffer.alloc(h);
+    let zero: Buffer | undefined; // only a short row has empty strips
     const strips: Buffer[] = [];
     for (let j = 0; j < this.geo.dataStrips; j++) {
       const s = j * h;
       if (s + h <= src.length) strips.push(src.subarray(s, s + h));
-      else if (s >= src.length) strips.push(zero);
+      else if (s >= src.length) strips.push((zero ??= Buffer.alloc(h)));
       else {
         const b = Buffer.alloc(h);
         src.copy(b, 0, s);

@@ -115,6 +115,8 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
   try {
     fuse = await mountFs(instrument(volume.fs, metrics), mnt, {
       attrTimeout: ATTR_TIMEOUT,
+      // Every change to the tree comes through this mount, so the kernel may remember misses.
+      negativeTimeout: ENTRY_TIMEOUT,
       readAheadKb: 1024,
       posixAcl: true,
       // One request in three during small-file work was this lookup; C answers it until a file

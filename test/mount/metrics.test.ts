@@ -97,3 +97,39 @@ test('writes skip the security.capability round trip until a file capability exi
   assert.ok((await others()) - before >= 100, 'a volume holding a file capability is mounted with the lookup in the daemon');
   await v.umount();
 });
+
+test('the kernel remembers missing names, and forgets them when they are created, renamed to or linked', async () => {
+  const v = await makeVolume();
+  vols.push(v);
+  const port = await freePort();
+  const lookups = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return Number(/^hoardfs_op_latency_seconds_count\{op="lookup"\} (\d+)$/m.exec(text)?.[1]);
+  };
+  const missing = (p: string) => assert.throws(() => fs.statSync(p), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+  await v.mount(['--metrics', `127.0.0.1:${port}`]);
+  const p = (n: string) => join(v.mnt, n);
+  const before = await lookups();
+  for (let i = 0; i < 200; i++) missing(p('nope'));
+  assert.ok((await lookups()) - before <= 2, `200 stats of one missing name asked the daemon ${(await lookups()) - before} times`);
+  // Every way a remembered-missing name can come into being, seen at once.
+  missing(p('made'));
+  fs.writeFileSync(p('made'), 'x');
+  assert.equal(fs.readFileSync(p('made'), 'utf8'), 'x');
+  missing(p('dir'));
+  fs.mkdirSync(p('dir'));
+  assert.ok(fs.statSync(p('dir')).isDirectory());
+  missing(p('moved'));
+  fs.renameSync(p('made'), p('moved'));
+  assert.equal(fs.readFileSync(p('moved'), 'utf8'), 'x');
+  missing(p('made'));
+  missing(p('linked'));
+  fs.linkSync(p('moved'), p('linked'));
+  assert.equal(fs.statSync(p('linked')).nlink, 2);
+  missing(p('sym'));
+  fs.symlinkSync('moved', p('sym'));
+  assert.equal(fs.readFileSync(p('sym'), 'utf8'), 'x');
+  fs.unlinkSync(p('linked'));
+  missing(p('linked'));
+  await v.umount();
+});

@@ -780,6 +780,7 @@ static void fill_fi(struct fuse_file_info *fi, const slot_t *R) {
   fi->direct_io = (of & 1) != 0;
   fi->keep_cache = (of & 2) != 0;
   fi->cache_readdir = (of & 4) != 0;
+  fi->noflush = (of & 8) != 0;
 }
 
 /* replyOpen(req) -> rc; -ENOENT means the opener was interrupted and no release will follow */

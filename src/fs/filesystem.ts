@@ -353,7 +353,16 @@ export class Filesystem implements FsOps {
     const fh = this.nextFh++;
     this.handles.set(fh, { ino, flags });
     if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && (i.mode & S_IFMT) === S_IFREG && st.size > 0) return this.truncateAtOpen(ino, fh, st);
-    return { fh };
+    return this.opened(fh, flags);
+  }
+
+  /**
+   * Every change to a file goes through the kernel, so its page cache stays right across opens
+   * (keep_cache). A FLUSH at close is only needed to report a deferred write error, which is the
+   * business of descriptors that could write: a read-only close skips the round trip.
+   */
+  private opened(fh: number, flags: number): OpenResult {
+    return { fh, keepCache: true, noFlush: (flags & O_ACCMODE) === 0 };
   }
 
   private async truncateAtOpen(ino: Ino, fh: number, st: FileState): Promise<OpenResult> {
@@ -364,7 +373,7 @@ export class Filesystem implements FsOps {
       st.opens--;
       throw e;
     }
-    return { fh };
+    return this.opened(fh, O_WRONLY);
   }
 
   create(parent: Ino, name: Buffer, mode: number, flags: number, ctx: Ctx): { entry: Entry; open: OpenResult } {

@@ -38,6 +38,8 @@ export interface OpenResult {
   fh: number;
   directIo?: boolean;
   keepCache?: boolean;
+  /** The kernel sends no FLUSH at close (FOPEN_NOFLUSH). */
+  noFlush?: boolean;
 }
 
 export interface DirEntry {

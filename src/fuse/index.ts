@@ -176,7 +176,7 @@ function packEntry(e: Entry): void {
 
 function packOpen(o: OpenResult): void {
   R[R_FH] = o.fh;
-  R[R_OFLAGS] = (o.directIo ? 1 : 0) | (o.keepCache ? 2 : 0);
+  R[R_OFLAGS] = (o.directIo ? 1 : 0) | (o.keepCache ? 2 : 0) | (o.noFlush ? 8 : 0);
 }
 
 function packStatfs(s: StatFs): void {

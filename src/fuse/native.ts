@@ -78,7 +78,7 @@ export const R_GEN = 12;
 export const R_ETO = 13;
 export const R_ATO = 14;
 export const R_FH = 15;
-export const R_OFLAGS = 16; // 1 direct_io, 2 keep_cache, 4 cache_readdir
+export const R_OFLAGS = 16; // 1 direct_io, 2 keep_cache, 4 cache_readdir, 8 noflush
 const R_NSLOTS = 17;
 
 // FUSE_SET_ATTR_* (fuse_lowlevel.h)

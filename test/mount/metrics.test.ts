@@ -133,3 +133,23 @@ test('the kernel remembers missing names, and forgets them when they are created
   missing(p('linked'));
   await v.umount();
 });
+
+test('closing a read-only descriptor costs no FLUSH round trip; closing a writer still does (deferred errors)', async () => {
+  const v = await makeVolume();
+  vols.push(v);
+  const port = await freePort();
+  const flushes = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return Number(/^hoardfs_op_latency_seconds_count\{op="flush"\} (\d+)$/m.exec(text)?.[1]);
+  };
+  await v.mount(['--metrics', `127.0.0.1:${port}`]);
+  const p = join(v.mnt, 'f');
+  const data = randomData(10_000, 3);
+  let before = await flushes();
+  for (let i = 0; i < 50; i++) fs.writeFileSync(p, data);
+  assert.ok((await flushes()) - before >= 50, 'every writer close asks the daemon');
+  before = await flushes();
+  for (let i = 0; i < 50; i++) assert.ok(fs.readFileSync(p).equals(data));
+  assert.ok((await flushes()) - before < 5, `read-only closes asked the daemon ${(await flushes()) - before} times`);
+  await v.umount();
+});

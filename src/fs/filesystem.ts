@@ -19,6 +19,7 @@ const ACL_ACCESS_NAME = Buffer.from(ACL_ACCESS);
 const ACL_DEFAULT_NAME = Buffer.from(ACL_DEFAULT);
 import {
   FsError,
+  type Answer,
   type Attr,
   type Ctx,
   type DirEntry,
@@ -428,7 +429,7 @@ export class Filesystem implements FsOps {
     return mask;
   }
 
-  async write(ino: Ino, fh: number, data: Buffer, offset: number): Promise<number> {
+  write(ino: Ino, fh: number, data: Buffer, offset: number): Answer<number> {
     const h = this.handles.get(fh);
     const st = this.state(ino);
     if (st.error) {
@@ -448,10 +449,23 @@ export class Filesystem implements FsOps {
     st.mtime = nowNs();
     this.counters.writes++;
     this.counters.bytesWritten += data.length;
-    // Back-pressure: the writer waits while twice the limit is buffered or in flight. A batch
-    // starts whenever a limit's worth is not yet taken, also while the writer waits, so the next
-    // one is cut while the previous one commits.
-    for (let kicks = 0; ; ) {
+    let kicks = 0;
+    if (!this.backgroundFlush && this.dirtyBytes - this.inflightBytes >= this.dirtyLimit) {
+      this.startBackgroundFlush();
+      kicks++;
+    }
+    // Most writes are answered at once; only back-pressure makes the writer wait.
+    if (this.dirtyBytes < 2 * this.dirtyLimit) return data.length;
+    return this.backPressure(data.length, kicks);
+  }
+
+  /**
+   * The writer waits while twice the limit is buffered or in flight. A batch starts whenever a
+   * limit's worth is not yet taken, also while the writer waits, so the next one is cut while the
+   * previous one commits.
+   */
+  private async backPressure(n: number, kicks: number): Promise<number> {
+    for (;;) {
       if (!this.backgroundFlush && kicks < 2 && this.dirtyBytes - this.inflightBytes >= this.dirtyLimit) {
         this.startBackgroundFlush();
         kicks++;
@@ -461,7 +475,7 @@ export class Filesystem implements FsOps {
       if (!wait) break;
       await wait;
     }
-    return data.length;
+    return n;
   }
 
   /** ENOSPC up front: the writer must hear it, not a later writeback. */

@@ -82,6 +82,8 @@ export class Metadata {
   readonly db: Database.Database;
   private readonly st: Record<string, Database.Statement>;
   private readonly tx: (cmd: Command) => unknown;
+  /** Write-through copies of the config counters; forgotten whenever a command rolls back. */
+  private readonly counters = new Map<string, number>();
   private groupTimer: NodeJS.Timeout | undefined;
   private grouped = 0;
   private broken: Error | undefined;
@@ -279,6 +281,9 @@ export class Metadata {
       this.db.pragma('synchronous = FULL');
       try {
         return this.tx(cmd) as T;
+      } catch (e) {
+        this.counters.clear();
+        throw e;
       } finally {
         this.db.pragma('synchronous = NORMAL');
       }
@@ -289,7 +294,13 @@ export class Metadata {
       this.groupTimer.unref();
       this.grouped = 0;
     }
-    const r = this.tx(cmd) as T;
+    let r: T;
+    try {
+      r = this.tx(cmd) as T;
+    } catch (e) {
+      this.counters.clear(); // rolled back to the savepoint
+      throw e;
+    }
     if (++this.grouped >= GROUP_COMMIT_MAX) this.commit();
     return r;
   }
@@ -310,6 +321,7 @@ export class Metadata {
       // Like a journal abort in ext4: what was acknowledged cannot be written, so nothing more
       // is accepted; reads go on. The caller sees EIO; the daemon log says why.
       this.broken = e as Error;
+      this.counters.clear();
       try {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
       } catch {
@@ -535,9 +547,11 @@ export class Metadata {
 
   // ---- command application ----
 
+  /** Counters (next_ino, next_cookie, applied) are written through and read from here. */
   private counter(key: string): number {
-    const v = Number(this.config(key));
+    const v = this.counters.get(key) ?? Number(this.config(key));
     this.st.setConfig.run(key, v + 1);
+    this.counters.set(key, v + 1);
     return v;
   }
 
@@ -554,7 +568,7 @@ export class Metadata {
   }
 
   private dispatch(cmd: Command): unknown {
-    this.st.setConfig.run('applied', Number(this.config('applied')) + 1);
+    this.counter('applied');
     switch (cmd.op) {
       case 'mknod':
         return this.mknod(cmd);
@@ -645,6 +659,7 @@ export class Metadata {
         return this.rekeyChunks(cmd);
       case 'setConfig':
         this.st.setConfig.run(cmd.key, cmd.value);
+        this.counters.delete(cmd.key);
         return undefined;
       case 'snapshotTaken':
         return this.snapshotTaken(cmd.generation, cmd.createdAt, cmd.rows);

@@ -224,6 +224,8 @@ function zfsSystem(): System {
       }
       files = Array.from({ length: 6 }, (_, i) => join(base, `z${i}.img`));
       for (const f of files) sh('truncate', ['-s', '2G', f]);
+      // A pool left by an interrupted run would make the create fail.
+      sh('zpool', ['destroy', '-f', pool], { allowFail: true });
       sh('zpool', ['create', '-f', '-m', mnt, pool, 'raidz2', ...files]);
       sh('zfs', ['set', 'dedup=on', pool]);
       return mnt;

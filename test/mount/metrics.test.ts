@@ -23,6 +23,12 @@ function freePort(): Promise<number> {
   });
 }
 
+/** How many requests of one kind the daemon has answered, from its Prometheus endpoint. */
+async function opCount(port: number, op: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(new RegExp(`^hoardfs_op_latency_seconds_count\\{op="${op}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+}
+
 test('metrics endpoint and live stats', async () => {
   const v = await makeVolume();
   vols.push(v);
@@ -65,10 +71,7 @@ test('writes skip the security.capability round trip until a file capability exi
   const v = await makeVolume();
   vols.push(v);
   const port = await freePort();
-  const others = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    return Number(/^hoardfs_op_latency_seconds_count\{op="other"\} (\d+)$/m.exec(text)?.[1]);
-  };
+  const others = () => opCount(port, 'other');
   const hundredWrites = (name: string) => {
     const fd = fs.openSync(join(v.mnt, name), 'w');
     for (let i = 0; i < 100; i++) fs.writeSync(fd, randomData(4096, i), 0, 4096, i * 4096);
@@ -102,10 +105,7 @@ test('the kernel remembers missing names, and forgets them when they are created
   const v = await makeVolume();
   vols.push(v);
   const port = await freePort();
-  const lookups = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    return Number(/^hoardfs_op_latency_seconds_count\{op="lookup"\} (\d+)$/m.exec(text)?.[1]);
-  };
+  const lookups = () => opCount(port, 'lookup');
   const missing = (p: string) => assert.throws(() => fs.statSync(p), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
   await v.mount(['--metrics', `127.0.0.1:${port}`]);
   const p = (n: string) => join(v.mnt, n);
@@ -138,10 +138,7 @@ test('closing a read-only descriptor costs no FLUSH round trip; closing a writer
   const v = await makeVolume();
   vols.push(v);
   const port = await freePort();
-  const flushes = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    return Number(/^hoardfs_op_latency_seconds_count\{op="flush"\} (\d+)$/m.exec(text)?.[1]);
-  };
+  const flushes = () => opCount(port, 'flush');
   await v.mount(['--metrics', `127.0.0.1:${port}`]);
   const p = join(v.mnt, 'f');
   const data = randomData(10_000, 3);

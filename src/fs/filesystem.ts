@@ -251,7 +251,7 @@ export class Filesystem implements FsOps {
     return this.attrOf(this.inodeRow(ino));
   }
 
-  setattr(ino: Ino, set: SetAttr, _fh: number | undefined, _ctx: Ctx): Attr | Promise<Attr> {
+  setattr(ino: Ino, set: SetAttr, _fh: number | undefined, _ctx: Ctx): Answer<Attr> {
     const now = nowNs();
     const change: { mode?: number; uid?: number; gid?: number; size?: number; atime?: bigint; mtime?: bigint } = {};
     if (set.mode !== undefined) change.mode = set.mode;
@@ -274,8 +274,7 @@ export class Filesystem implements FsOps {
 
   /** setattr with a size: the only one that waits (for the flush pipeline). */
   private async truncate(ino: Ino, size: number, change: AttrChange, now: bigint): Promise<Attr> {
-    const set = { size };
-    if (set.size < 0 || set.size > MAX_FILE_SIZE) throw new FsError(set.size < 0 ? 'EINVAL' : 'EFBIG');
+    if (size < 0 || size > MAX_FILE_SIZE) throw new FsError(size < 0 ? 'EINVAL' : 'EFBIG');
     const i = this.inodeRow(ino);
     if (isDirMode(i.mode)) throw new FsError('EISDIR');
     if ((i.mode & S_IFMT) !== S_IFREG) throw new FsError('EINVAL');
@@ -283,14 +282,14 @@ export class Filesystem implements FsOps {
       const st = this.files.get(ino);
       if (st) {
         const before = st.dirty.bytes;
-        st.dirty.truncate(set.size!);
+        st.dirty.truncate(size);
         this.dirtyBytes -= before - st.dirty.bytes;
       }
       // The stored extents are cut in the same command; a size only the buffer knew about
       // becomes the stored size, so the cut never exposes stale bytes past it.
-      this.meta.apply({ op: 'setattr', ino, set: { ...change, size: set.size! }, now });
+      this.meta.apply({ op: 'setattr', ino, set: { ...change, size }, now });
       if (st) {
-        st.size = set.size!;
+        st.size = size;
         st.mtime = change.mtime ?? now;
       }
     });
@@ -346,7 +345,7 @@ export class Filesystem implements FsOps {
     return this.entry(ino);
   }
 
-  open(ino: Ino, flags: number): OpenResult | Promise<OpenResult> {
+  open(ino: Ino, flags: number): Answer<OpenResult> {
     const i = this.inodeRow(ino);
     if (isDirMode(i.mode) && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
     const st = this.state(ino, i);
@@ -449,14 +448,17 @@ export class Filesystem implements FsOps {
     st.mtime = nowNs();
     this.counters.writes++;
     this.counters.bytesWritten += data.length;
-    let kicks = 0;
-    if (!this.backgroundFlush && this.dirtyBytes - this.inflightBytes >= this.dirtyLimit) {
-      this.startBackgroundFlush();
-      kicks++;
-    }
+    const kicks = this.kickFlush() ? 1 : 0;
     // Most writes are answered at once; only back-pressure makes the writer wait.
     if (this.dirtyBytes < 2 * this.dirtyLimit) return data.length;
     return this.backPressure(data.length, kicks);
+  }
+
+  /** Starts a batch when a limit's worth of buffered data is not yet taken by one. */
+  private kickFlush(): boolean {
+    if (this.backgroundFlush || this.dirtyBytes - this.inflightBytes < this.dirtyLimit) return false;
+    this.startBackgroundFlush();
+    return true;
   }
 
   /**
@@ -466,10 +468,7 @@ export class Filesystem implements FsOps {
    */
   private async backPressure(n: number, kicks: number): Promise<number> {
     for (;;) {
-      if (!this.backgroundFlush && kicks < 2 && this.dirtyBytes - this.inflightBytes >= this.dirtyLimit) {
-        this.startBackgroundFlush();
-        kicks++;
-      }
+      if (kicks < 2 && this.kickFlush()) kicks++;
       if (this.dirtyBytes < 2 * this.dirtyLimit) break;
       const wait = this.backgroundFlush ?? (this.inflight.length ? this.commitTail : null);
       if (!wait) break;
@@ -504,7 +503,7 @@ export class Filesystem implements FsOps {
     }
   }
 
-  release(ino: Ino, fh: number): void | Promise<void> {
+  release(ino: Ino, fh: number): Answer<void> {
     this.handles.delete(fh);
     const st = this.files.get(ino);
     if (!st) return;

@@ -126,7 +126,6 @@ export class Metadata {
       delExt: p('DELETE FROM extents WHERE ino = ? AND off = ?'),
       delExtAll: p('DELETE FROM extents WHERE ino = ?'),
       chunkByHash: p('SELECT c.id, c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, c.refs, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.hash = ?'),
-      chunkById: p('SELECT c.id, c.hash, c.segment, c.off, c.stored_len AS storedLen, c.plain_len AS plainLen, c.refs, s.height FROM chunks c JOIN segments s ON s.row = c.segment WHERE c.id = ?'),
       chunkIdByHash: p('SELECT id FROM chunks WHERE hash = ?'),
       insChunk: p("INSERT INTO chunks (hash, segment, off, stored_len, plain_len, refs, key_gen) VALUES (?, ?, ?, ?, ?, 0, coalesce((SELECT value FROM config WHERE key = 'key_gen'), 0))"),
       addRef: p('UPDATE chunks SET refs = refs + ? WHERE id = ?'),
@@ -280,10 +279,7 @@ export class Metadata {
       this.commit();
       this.db.pragma('synchronous = FULL');
       try {
-        return this.tx(cmd) as T;
-      } catch (e) {
-        this.counters.clear();
-        throw e;
+        return this.run<T>(cmd);
       } finally {
         this.db.pragma('synchronous = NORMAL');
       }
@@ -294,15 +290,19 @@ export class Metadata {
       this.groupTimer.unref();
       this.grouped = 0;
     }
-    let r: T;
-    try {
-      r = this.tx(cmd) as T;
-    } catch (e) {
-      this.counters.clear(); // rolled back to the savepoint
-      throw e;
-    }
+    const r = this.run<T>(cmd);
     if (++this.grouped >= GROUP_COMMIT_MAX) this.commit();
     return r;
+  }
+
+  /** One command in its transaction or savepoint; a rollback also forgets the cached counters. */
+  private run<T>(cmd: Command): T {
+    try {
+      return this.tx(cmd) as T;
+    } catch (e) {
+      this.counters.clear();
+      throw e;
+    }
   }
 
   /** Commits the commands applied so far (made durable by the next durable apply or sync()). */
@@ -310,14 +310,10 @@ export class Metadata {
     if (this.groupTimer) clearTimeout(this.groupTimer);
     this.groupTimer = undefined;
     if (!this.db.inTransaction) return;
-    this.guarded(() => this.db.exec('COMMIT'));
-  }
-
-  private guarded<T>(commit: () => T): T {
     try {
-      return commit();
+      this.db.exec('COMMIT');
     } catch (e) {
-      if (e instanceof FsError || !/SQLITE_(FULL|IOERR|CORRUPT|READONLY|CANTOPEN|NOTADB)/.test(String((e as { code?: string }).code))) throw e;
+      if (!/SQLITE_(FULL|IOERR|CORRUPT|READONLY|CANTOPEN|NOTADB)/.test(String((e as { code?: string }).code))) throw e;
       // Like a journal abort in ext4: what was acknowledged cannot be written, so nothing more
       // is accepted; reads go on. The caller sees EIO; the daemon log says why.
       this.broken = e as Error;
@@ -424,10 +420,6 @@ export class Metadata {
 
   chunkByHash(hash: Buffer): ChunkRow | undefined {
     return this.st.chunkByHash.get(hash) as ChunkRow | undefined;
-  }
-
-  chunkById(id: number): ChunkRow | undefined {
-    return this.st.chunkById.get(id) as ChunkRow | undefined;
   }
 
   getxattr(ino: number, name: Buffer): Buffer | undefined {

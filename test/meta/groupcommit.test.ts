@@ -24,10 +24,18 @@ function namesSeenByAnotherReader(path: string): string[] {
   }
 }
 
-test('grouped commands reach other readers within the group interval; a durable one at once', async () => {
+/** A fresh encrypted metadata database path in a temporary directory, removed afterwards. */
+async function withDbPath(fn: (path: string) => unknown): Promise<void> {
   const t = tempDir();
   try {
-    const path = join(t.path, 'meta.db');
+    await fn(join(t.path, 'meta.db'));
+  } finally {
+    t.cleanup();
+  }
+}
+
+test('grouped commands reach other readers within the group interval; a durable one at once', async () => {
+  await withDbPath(async (path) => {
     const m = Metadata.open(path, { create: true, hexKey: KEY });
     m.apply(mknod('a'));
     m.apply(mknod('b'));
@@ -40,15 +48,11 @@ test('grouped commands reach other readers within the group interval; a durable 
     m.apply(mknod('d'), true);
     assert.deepEqual(namesSeenByAnotherReader(path), ['a', 'b', 'c', 'd']);
     m.close();
-  } finally {
-    t.cleanup();
-  }
+  });
 });
 
-test('a command that fails inside a group changes nothing and keeps the commands before it', () => {
-  const t = tempDir();
-  try {
-    const path = join(t.path, 'meta.db');
+test('a command that fails inside a group changes nothing and keeps the commands before it', async () => {
+  await withDbPath((path) => {
     const m = Metadata.open(path, { create: true, hexKey: KEY });
     const ino = m.apply<number>(mknod('x'));
     assert.throws(() => m.apply(mknod('x')), (e: unknown) => e instanceof FsError && e.code === 'EEXIST');
@@ -62,15 +66,11 @@ test('a command that fails inside a group changes nothing and keeps the commands
     assert.equal(again.inode(ino)?.nlink, 1);
     assert.deepEqual(again.check(false).problems, []);
     again.close();
-  } finally {
-    t.cleanup();
-  }
+  });
 });
 
-test('SIGKILL in the middle of grouped commands: a prefix survives, at least up to the last durable one', () => {
-  const t = tempDir();
-  try {
-    const path = join(t.path, 'meta.db');
+test('SIGKILL in the middle of grouped commands: a prefix survives, at least up to the last durable one', async () => {
+  await withDbPath((path) => {
     Metadata.open(path, { create: true, hexKey: KEY }).close();
     // A child applies f0..f1999, f1200 durable, and kills itself without closing anything.
     const script = `
@@ -89,7 +89,5 @@ test('SIGKILL in the middle of grouped commands: a prefix survives, at least up 
     assert.ok(n < 2000, `the last group was lost with the process (${n} survived): this test would prove nothing otherwise`);
     assert.deepEqual(m.check(false).problems, []);
     m.close();
-  } finally {
-    t.cleanup();
-  }
+  });
 });

@@ -14,6 +14,12 @@
       "defines": ["NAPI_VERSION=8"]
     },
     {
+      "target_name": "hoardfs_aead",
+      "sources": ["hoardfs_aead.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"],
+      "defines": ["NAPI_VERSION=8"]
+    },
+    {
       "target_name": "hoardfs_cdc",
       "sources": ["hoardfs_cdc.c"],
       "cflags": ["-std=gnu11", "-O3", "-Wall", "-Wextra"],

@@ -6,6 +6,7 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 
 // cut(data, start, end, final, gear, min, avg, max, maskS, maskL) -> length of the first chunk of
 // data[start, end), or 0 when more data is needed. Pure: safe to call from any thread's isolate.
@@ -74,10 +75,37 @@ done:;
   return out;
 }
 
+// copy(dst, dstOff, src): memcpy. Buffer#copy into a SharedArrayBuffer goes through V8's relaxed
+// (word-at-a-time atomic) copy; assembling each batch for the ingest workers that way took about
+// 0.7 s per GiB of the thread that answers the kernel, several times what memcpy takes.
+static napi_value js_copy(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_typedarray_type dt, st;
+  size_t dlen, slen, doff, soff;
+  void *dptr, *sptr;
+  napi_value dab, sab;
+  double at;
+  if (argc < 3 || napi_get_typedarray_info(env, argv[0], &dt, &dlen, &dptr, &dab, &doff) != napi_ok || dt != napi_uint8_array ||
+      napi_get_value_double(env, argv[1], &at) != napi_ok ||
+      napi_get_typedarray_info(env, argv[2], &st, &slen, &sptr, &sab, &soff) != napi_ok || st != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "copy(dst, dstOff, src): bad arguments");
+    return NULL;
+  }
+  if (at < 0 || at + (double)slen > (double)dlen) {
+    napi_throw_range_error(env, NULL, "copy: source does not fit");
+    return NULL;
+  }
+  if (slen) memmove((uint8_t *)dptr + (size_t)at, sptr, slen);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"cut", NULL, js_cut, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"copy", NULL, js_copy, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  napi_define_properties(env, exports, 1, props);
+  napi_define_properties(env, exports, 2, props);
   return exports;
 }

@@ -8,7 +8,25 @@ import { fileURLToPath } from 'node:url';
 
 type NativeCut = (data: Uint8Array, start: number, end: number, final: boolean, gear: Uint32Array, min: number, avg: number, max: number, maskS: number, maskL: number) => number;
 
+type NativeCopy = (dst: Uint8Array, dstOff: number, src: Uint8Array) => void;
+
 let nativeCut: NativeCut | null | undefined;
+let nativeCopy: NativeCopy | null | undefined;
+
+function loadAddon(): { cut: NativeCut; copy: NativeCopy } | null {
+  try {
+    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_cdc.node', import.meta.url));
+    return createRequire(import.meta.url)(path) as { cut: NativeCut; copy: NativeCopy };
+  } catch {
+    return null; // not built: the JavaScript loop does the same work, slower
+  }
+}
+
+/** memcpy from the same addon (a copy into shared memory at memory speed), or null. */
+export function nativeCopier(): NativeCopy | null {
+  if (nativeCopy === undefined) nativeCopy = loadAddon()?.copy ?? null;
+  return nativeCopy;
+}
 
 /**
  * The C cut search (native/hoardfs_cdc.c), or null: HOARDFS_CDC=js forces the JavaScript loop, and
@@ -16,14 +34,7 @@ let nativeCut: NativeCut | null | undefined;
  */
 export function nativeCutter(): NativeCut | null {
   if (nativeCut !== undefined) return nativeCut;
-  nativeCut = null;
-  if (process.env.HOARDFS_CDC === 'js') return null;
-  try {
-    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_cdc.node', import.meta.url));
-    nativeCut = (createRequire(import.meta.url)(path) as { cut: NativeCut }).cut;
-  } catch {
-    /* not built: the JavaScript loop does the same work, slower */
-  }
+  nativeCut = process.env.HOARDFS_CDC === 'js' ? null : (loadAddon()?.cut ?? null);
   return nativeCut;
 }
 

@@ -3,12 +3,12 @@
 // It does not decide what to store: the filesystem layer dedups against the metadata index and
 // hands over only chunks that are new.
 import { LRUCache } from 'lru-cache';
-import { chunkId, openChunk, sealChunk, type VolumeKeys } from '../crypto/index.ts';
+import { chunkId, openChunk, sealChunk, sealedSize, type VolumeKeys } from '../crypto/index.ts';
 import type { RaidArray } from '../raid/index.ts';
 import { FsError } from '../fs/types.ts';
 import { Chunker, gearTable, type ChunkerParams } from './cdc.ts';
-import { IngestPool, shared } from './pool.ts';
-export { shared };
+import { IngestPool, shared, SharedBuffers } from './pool.ts';
+export { shared, SharedBuffers };
 
 export interface ChunkLocation {
   hash: Buffer;
@@ -347,6 +347,13 @@ export class ChunkStore {
     this.stats.bytesWritten += bytes;
   }
 
+  /** The size of the envelopes of chunks of these lengths, back to back. */
+  sealedBytes(lens: number[]): number {
+    let n = 0;
+    for (const l of lens) n += sealedSize(this.keys, l);
+    return n;
+  }
+
   seal(hash: Buffer, data: Uint8Array): Buffer {
     return sealChunk(this.keys, hash, data);
   }
@@ -391,7 +398,7 @@ export class SegmentWriter {
     const seg = this.current;
     if (!seg) return;
     this.current = null;
-    const data = Buffer.concat(seg.parts, seg.bytes);
+    const data = contiguous(seg.parts, seg.bytes) ?? Buffer.concat(seg.parts, seg.bytes);
     const placed: PlacedSegment = { row: seg.row, height: 0, bytes: seg.bytes };
     this.segments.push(placed);
     this.pending.push(
@@ -427,6 +434,22 @@ export class SegmentWriter {
     await Promise.allSettled(this.pending);
     this.store.releaseRows(this.rows);
   }
+}
+
+/**
+ * The parts as one view when they lie back to back in one buffer: envelopes sealed together by a
+ * worker arrive that way, and a row made of them is written without another copy.
+ */
+function contiguous(parts: Buffer[], bytes: number): Buffer | null {
+  const first = parts[0];
+  if (!first) return null;
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < parts.length; i++) {
+    const p = parts[i];
+    if (p.buffer !== first.buffer || p.byteOffset !== end) return null;
+    end += p.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, bytes);
 }
 
 function toFsError(e: unknown): FsError {

@@ -1,10 +1,10 @@
 // An ingest worker: cuts a range into content-defined chunks and ids them, then seals the ones
-// the main thread says are new. Range bytes arrive in SharedArrayBuffers (no copy); envelopes go
-// back as one transferred ArrayBuffer.
+// the main thread says are new. Range bytes arrive in SharedArrayBuffers (no copy), and the
+// envelopes are written into shared memory the main thread gives with the job.
 import { parentPort } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { chunkId, sealChunk, VolumeKeys, type Cipher } from '../crypto/index.ts';
+import { chunkIds, sealChunks, VolumeKeys, type Cipher } from '../crypto/index.ts';
 import { Chunker, gearTable, type ChunkerParams } from './cdc.ts';
 
 // A range's SharedArrayBuffer is freed only when every isolate that saw it has collected it. This
@@ -32,7 +32,7 @@ let chunker: Chunker | null = null;
 type Msg =
   | { type: 'keys'; keys: { cipher: Cipher; idKey: Uint8Array; sealKey: Uint8Array; gearKey: Uint8Array }; params: ChunkerParams }
   | { type: 'cut'; id: number; data: Uint8Array; final: boolean }
-  | { type: 'seal'; id: number; data: Uint8Array; offs: number[]; lens: number[]; ids: Uint8Array };
+  | { type: 'seal'; id: number; data: Uint8Array; offs: number[]; lens: number[]; ids: Uint8Array; out: Uint8Array };
 
 parentPort!.on('message', (m: Msg) => {
   try {
@@ -45,39 +45,25 @@ parentPort!.on('message', (m: Msg) => {
     if (!keys || !chunker) throw new Error('ingest worker has no keys');
     const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
     if (m.type === 'cut') {
+      const offs: number[] = [];
       const lens: number[] = [];
-      const ids = Buffer.allocUnsafe(32 * Math.ceil(data.length / chunker.params.min + 1));
       let pos = 0;
       while (pos < data.length) {
         const len = chunker.next(data, pos, data.length, m.final);
         if (len === 0) break;
-        chunkId(keys, data.subarray(pos, pos + len)).copy(ids, 32 * lens.length);
+        offs.push(pos);
         lens.push(len);
         pos += len;
       }
-      const out = new Uint8Array(32 * lens.length);
-      out.set(ids.subarray(0, out.length));
+      const ids = chunkIds(keys, data, offs, lens);
+      const out = new Uint8Array(ids.length);
+      out.set(ids);
       parentPort!.postMessage({ id: m.id, lens, ids: out }, [out.buffer]);
       collectSoon();
       return;
     }
-    const envs: Buffer[] = [];
-    let total = 0;
-    for (let i = 0; i < m.offs.length; i++) {
-      const id = Buffer.from(m.ids.buffer, m.ids.byteOffset + 32 * i, 32);
-      const e = sealChunk(keys, id, data.subarray(m.offs[i], m.offs[i] + m.lens[i]));
-      envs.push(e);
-      total += e.length;
-    }
-    const out = new Uint8Array(total);
-    const sizes: number[] = [];
-    let o = 0;
-    for (const e of envs) {
-      out.set(e, o);
-      o += e.length;
-      sizes.push(e.length);
-    }
-    parentPort!.postMessage({ id: m.id, env: out, sizes }, [out.buffer]);
+    const { sizes } = sealChunks(keys, data, m.offs, m.lens, m.ids, m.out);
+    parentPort!.postMessage({ id: m.id, sizes });
     collectSoon();
   } catch (e) {
     parentPort!.postMessage({ id: (m as { id?: number }).id ?? -1, error: (e as Error).message });

@@ -1,6 +1,33 @@
 import { createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { IntegrityError } from './errors.ts';
 import { chunkId, type VolumeKeys } from './keys.ts';
+
+interface NativeEnvelopes {
+  ids(data: Uint8Array, offs: Float64Array, lens: Float64Array, idKey: Uint8Array, out: Uint8Array): void;
+  seal(data: Uint8Array, offs: Float64Array, lens: Float64Array, ids: Uint8Array, sealKey: Uint8Array, out: Uint8Array): void;
+  /** The plaintext length, or -1 (no authentication), -2 (length field), -3 (padding). */
+  open(id: Uint8Array, envelope: Uint8Array, sealKey: Uint8Array, out: Uint8Array): number;
+}
+let nativeEnv: NativeEnvelopes | null | undefined;
+
+/**
+ * Ids and envelopes in C (native/hoardfs_aead.c, on node's own OpenSSL), or null: HOARDFS_AEAD=js
+ * forces node:crypto, and without a built addon it is used too. Both give the same bytes.
+ */
+export function nativeEnvelopes(): NativeEnvelopes | null {
+  if (nativeEnv !== undefined) return nativeEnv;
+  nativeEnv = null;
+  if (process.env.HOARDFS_AEAD === 'js') return null;
+  try {
+    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_aead.node', import.meta.url));
+    nativeEnv = createRequire(import.meta.url)(path) as NativeEnvelopes;
+  } catch {
+    /* not built: node:crypto does the same work, slower */
+  }
+  return nativeEnv;
+}
 
 export const NONCE_LEN = 12;
 export const TAG_LEN = 16;
@@ -88,6 +115,51 @@ export function sealChunk(keys: VolumeKeys, id: Buffer, data: Uint8Array): Buffe
   checkId(id);
   if (data.length > MAX_CHUNK) throw new RangeError(`chunk of ${data.length} bytes exceeds ${MAX_CHUNK}`);
   if (keys.cipher === 'none') return Buffer.from(data);
+  const native = nativeEnvelopes();
+  if (native) return sealChunks(keys, data, [0], [data.length], id).env;
+  return sealChunkJs(keys, id, data);
+}
+
+/**
+ * Seals data[offs[i], offs[i] + lens[i]) under ids[32i, 32i + 32) for every i, envelopes back to
+ * back in into (exactly their size) or in a new buffer.
+ */
+export function sealChunks(keys: VolumeKeys, data: Uint8Array, offs: number[], lens: number[], ids: Uint8Array, into?: Uint8Array): { env: Buffer; sizes: number[] } {
+  keys.assertLive();
+  if (ids.length !== ID_LEN * offs.length || lens.length !== offs.length) throw new RangeError('sealChunks: offs, lens and ids disagree');
+  const sizes = lens.map((l) => {
+    if (l > MAX_CHUNK) throw new RangeError(`chunk of ${l} bytes exceeds ${MAX_CHUNK}`);
+    return sealedSize(keys, l);
+  });
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (into && into.length !== total) throw new RangeError(`sealChunks: ${into.length} bytes given for ${total} bytes of envelopes`);
+  const env = into ? Buffer.from(into.buffer, into.byteOffset, into.length) : Buffer.allocUnsafe(total);
+  const native = keys.cipher === 'none' ? null : nativeEnvelopes();
+  if (native) native.seal(data, Float64Array.from(offs), Float64Array.from(lens), ids, keys.sealKey, env);
+  else {
+    let o = 0;
+    for (let i = 0; i < offs.length; i++) {
+      const id = Buffer.from(ids.buffer, ids.byteOffset + ID_LEN * i, ID_LEN);
+      const chunk = data.subarray(offs[i], offs[i] + lens[i]);
+      (keys.cipher === 'none' ? Buffer.from(chunk) : sealChunkJs(keys, id, chunk)).copy(env, o);
+      o += sizes[i];
+    }
+  }
+  return { env, sizes };
+}
+
+/** The ids of data[offs[i], offs[i] + lens[i]), 32 bytes each, back to back. */
+export function chunkIds(keys: VolumeKeys, data: Uint8Array, offs: number[], lens: number[]): Buffer {
+  keys.assertLive();
+  const out = Buffer.allocUnsafe(ID_LEN * offs.length);
+  const native = nativeEnvelopes();
+  if (native) native.ids(data, Float64Array.from(offs), Float64Array.from(lens), keys.idKey, out);
+  else for (let i = 0; i < offs.length; i++) chunkId(keys, data.subarray(offs[i], offs[i] + lens[i])).copy(out, ID_LEN * i);
+  return out;
+}
+
+/** The node:crypto seal (the reference the C one is tested against). */
+export function sealChunkJs(keys: VolumeKeys, id: Buffer, data: Uint8Array): Buffer {
 
   const padded = padme(data.length + LEN_FIELD);
   const lenField = Buffer.alloc(LEN_FIELD);
@@ -118,6 +190,18 @@ export function openChunk(keys: VolumeKeys, id: Buffer, envelope: Uint8Array): B
   if (envelope.length < NONCE_LEN + LEN_FIELD + TAG_LEN) {
     throw new IntegrityError(`chunk envelope too short (${envelope.length} bytes)`);
   }
+  const native = nativeEnvelopes();
+  if (!native) return openChunkJs(keys, id, envelope);
+  const out = Buffer.allocUnsafe(envelope.length - NONCE_LEN - TAG_LEN);
+  const len = native.open(id, envelope, keys.sealKey, out);
+  if (len === -2) throw new IntegrityError('chunk length field inconsistent with envelope size');
+  if (len === -3) throw new IntegrityError('chunk padding is not zero');
+  if (len < 0) throw new IntegrityError('chunk authentication failed (damaged, or not the chunk with this id)');
+  return out.subarray(LEN_FIELD, LEN_FIELD + len);
+}
+
+/** The node:crypto open (the reference the C one is tested against). */
+export function openChunkJs(keys: VolumeKeys, id: Buffer, envelope: Uint8Array): Buffer {
   const key = chunkKey(keys, id);
   const pt = gcmOpen(key, envelope.subarray(0, NONCE_LEN), id, envelope.subarray(NONCE_LEN));
   key.fill(0);

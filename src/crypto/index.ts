@@ -7,5 +7,5 @@ export {
   headerInfo, newerHeader, type Cipher, type SlotInfo, type KeyHeader,
 } from './header.ts';
 export { VolumeKeys, chunkId } from './keys.ts';
-export { padme, sealedSize, sealChunk, openChunk } from './envelope.ts';
+export { padme, sealedSize, sealChunk, sealChunks, sealChunkJs, openChunk, openChunkJs, chunkIds, nativeEnvelopes } from './envelope.ts';
 export { readSecret, type SecretSource } from './secret.ts';

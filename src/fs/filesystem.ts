@@ -5,7 +5,7 @@
 // Batches are pipelined: the next one is cut and sealed while the previous one syncs and commits;
 // commits stay in order, and a failed batch takes every later one down with it.
 import { constants as fsc } from 'node:fs';
-import { shared, type ChunkLocation, type ChunkStore, type SegmentWriter } from '../chunks/store.ts';
+import { SharedBuffers, type ChunkLocation, type ChunkStore, type SegmentWriter } from '../chunks/store.ts';
 import type { CutResult, SealResult } from '../chunks/pool.ts';
 
 /** Ranges at least this large are cut, hashed and sealed in the ingest workers. */
@@ -72,6 +72,8 @@ interface Flight {
   flushedEndOf: Map<Ino, number>;
   /** Chunks this batch stores: later batches dedup against them before they are committed. */
   fresh: string[];
+  /** Batch buffers from the shared pool, given back when the batch commits. */
+  pooled: Buffer[];
   taken: number;
   aborted: FsError | null;
 }
@@ -105,6 +107,7 @@ export class Filesystem implements FsOps {
   private inflightBytes = 0;
   private readonly inflight: Flight[] = [];
   private readonly inflightChunks = new Set<string>();
+  private readonly batchBuffers = new SharedBuffers();
   /** Settles when every batch taken so far has committed or failed; never rejects. */
   private commitTail: Promise<void> = Promise.resolve();
   private exclusiveTail: Promise<unknown> = Promise.resolve();
@@ -130,6 +133,7 @@ export class Filesystem implements FsOps {
     if (interval > 0 && !this.readonly) {
       this.timer = setInterval(() => {
         if (this.dirtyBytes > this.inflightBytes && !this.backgroundFlush) this.startBackgroundFlush();
+        else if (this.dirtyBytes === 0) this.batchBuffers.trim();
       }, interval);
       this.timer.unref();
     }
@@ -403,14 +407,20 @@ export class Filesystem implements FsOps {
       index.set(e.chunk, locs.length);
       locs.push(e.at);
     }
-    const plains = await this.store.readMany(locs);
-    for (const e of extents) {
-      const plain = plains[index.get(e.chunk)!];
-      const from = Math.max(e.off, offset);
-      const to = Math.min(e.off + e.len, end);
-      plain.copy(out, from - offset, e.chunkOff + (from - e.off), e.chunkOff + (to - e.off));
+    // The batch buffers the captured ranges live in must not be used again before this read is done.
+    const pin = flushing.length ? this.batchBuffers.readStart() : 0;
+    try {
+      const plains = await this.store.readMany(locs);
+      for (const e of extents) {
+        const plain = plains[index.get(e.chunk)!];
+        const from = Math.max(e.off, offset);
+        const to = Math.min(e.off + e.len, end);
+        plain.copy(out, from - offset, e.chunkOff + (from - e.off), e.chunkOff + (to - e.off));
+      }
+      for (const f of flushing) f.overlay(out, offset);
+    } finally {
+      if (pin) this.batchBuffers.readEnd(pin);
     }
-    for (const f of flushing) f.overlay(out, offset);
     if (dirtyCopy && dirtyMask) for (const [a, b] of dirtyMask) dirtyCopy.copy(out, a, a, b);
     this.counters.reads++;
     this.counters.bytesRead += out.length;
@@ -556,7 +566,7 @@ export class Filesystem implements FsOps {
       st.dirty = new Ranges();
     }
     if (!work.length) return null;
-    const f: Flight = { work, batch: this.store.newBatch(), extentsOf: new Map(), flushedEndOf: new Map(), fresh: [], taken: 0, aborted: null };
+    const f: Flight = { work, batch: this.store.newBatch(), extentsOf: new Map(), flushedEndOf: new Map(), fresh: [], pooled: [], taken: 0, aborted: null };
     this.inflight.push(f);
     const inBatch = new Set<string>();
     try {
@@ -571,7 +581,8 @@ export class Filesystem implements FsOps {
           // depend on when the flush happened (and a copy dedups against the original).
           const keepTail = !final && st.opens > 0 && ri === list.length - 1;
           const big = r.len >= POOL_MIN_RANGE && this.store.poolEnabled;
-          const data = big ? shared(r.flat()) : r.flat();
+          const data = big ? r.flatShared(this.batchBuffers) : r.flat();
+          if (big) f.pooled.push(data);
           jobs.push({ ino, st, off: r.off, data, cut: big ? this.store.cutParallel(data, !keepTail) : this.cutHere(data, !keepTail) });
         }
       }
@@ -606,7 +617,8 @@ export class Filesystem implements FsOps {
           // The uncut tail goes back under whatever was written meanwhile; bytes overwritten
           // since are no longer buffered twice.
           const before = job.st.dirty.bytes;
-          job.st.dirty.writeUnder(job.off + pos, job.data.subarray(pos));
+          // A copy: the batch's buffer goes back to the pool when it commits.
+          job.st.dirty.writeUnder(job.off + pos, Buffer.from(job.data.subarray(pos)));
           this.dirtyBytes -= job.data.length - pos - (job.st.dirty.bytes - before);
         }
         if (pos > 0) f.flushedEndOf.set(job.ino, Math.max(f.flushedEndOf.get(job.ino) ?? 0, job.off + pos));
@@ -618,7 +630,10 @@ export class Filesystem implements FsOps {
             let bytes = 0;
             while (to < fresh.offs.length && (to === from || bytes < 8 << 20)) bytes += fresh.lens[to++];
             const part = { job, offs: fresh.offs.slice(from, to), lens: fresh.lens.slice(from, to), ids: fresh.ids.slice(from, to), sealed: null as Promise<SealResult> | null };
-            part.sealed = this.store.pool().seal(job.data, part.offs, part.lens, Buffer.concat(part.ids));
+            // Rows are views of the envelopes; the buffer goes back to the pool at the commit.
+            const out = this.batchBuffers.take(this.store.sealedBytes(part.lens));
+            f.pooled.push(out);
+            part.sealed = this.store.pool().seal(job.data, part.offs, part.lens, Buffer.concat(part.ids), out);
             seals.push(part);
             from = to;
           }
@@ -687,6 +702,8 @@ export class Filesystem implements FsOps {
       st.flushing.splice(st.flushing.indexOf(ranges), 1);
       if (st.opens === 0 && st.dirty.empty && !st.flushing.length && this.files.get(ino) === st) this.files.delete(ino);
     }
+    // Every cut and seal of this batch has finished, and no buffer holds its ranges any more.
+    for (const b of f.pooled) this.batchBuffers.give(b);
   }
 
   /**

@@ -12,6 +12,16 @@ export class Range {
     return this.off + this.len;
   }
 
+  /**
+   * The range as one buffer from pool, which the ingest workers read without a copy; the range
+   * keeps that buffer as its only part until the batch gives it back.
+   */
+  flatShared(pool: { assemble(parts: Buffer[], len: number): Buffer }): Buffer {
+    if (this.parts.length === 1 && this.parts[0].buffer instanceof SharedArrayBuffer) return this.parts[0];
+    this.parts = [pool.assemble(this.parts, this.len)];
+    return this.parts[0];
+  }
+
   flat(): Buffer {
     if (this.parts.length !== 1) {
       // Large ranges go to the ingest workers: assemble them in shared memory straight away.

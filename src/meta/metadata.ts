@@ -806,27 +806,43 @@ export class Metadata {
 
   private write(segments: { row: number; height: number; bytes: number }[], chunks: NewChunk[], files: FileUpdate[], _now: bigint): void {
     for (const s of segments) this.st.insSegment.run(s.row, s.height, s.bytes, 0);
-    const live = this.db.prepare('UPDATE segments SET live = live + ? WHERE row = ?');
+    // Ids of the chunks this command stores, and live bytes per segment: one statement each
+    // instead of a lookup per extent and an update per chunk.
+    const ids = new Map<string, number>();
+    const live = new Map<number, number>();
     for (const c of chunks) {
       // Another file in the same batch, or an earlier batch, may have stored it already.
       if (this.st.chunkIdByHash.get(c.hash)) continue;
-      this.st.insChunk.run(c.hash, c.segment, c.off, c.storedLen, c.plainLen);
-      live.run(c.storedLen, c.segment);
+      ids.set(c.hash.toString('latin1'), Number(this.st.insChunk.run(c.hash, c.segment, c.off, c.storedLen, c.plainLen).lastInsertRowid));
+      live.set(c.segment, (live.get(c.segment) ?? 0) + c.storedLen);
+    }
+    if (live.size) {
+      const addLive = this.db.prepare('UPDATE segments SET live = live + ? WHERE row = ?');
+      for (const [row, n] of live) addLive.run(n, row);
     }
     for (const f of files) {
       const i = this.inode(f.ino);
       if (!i) continue; // purged while its data was in flight
-      this.applyExtents(f.ino, f.extents);
+      this.applyExtents(f.ino, f.extents, ids);
       // The change happened at the write, not when its batch commits: a later ctime would tell
       // tar and rsync that a file changed under them.
       this.st.setSizeMtime.run(f.size, f.mtime, f.mtime, f.ino);
     }
   }
 
-  private applyExtents(ino: number, extents: ExtentRef[]): void {
+  private applyExtents(ino: number, extents: ExtentRef[], ids?: Map<string, number>): void {
+    // Past the end of the last stored extent there is nothing to punch: appends (the common
+    // case) skip the overlap search. A batch's extents of one file are sorted and disjoint.
+    const last = this.st.extAt.get(ino, Number.MAX_SAFE_INTEGER) as ExtentRow | undefined;
+    let stored = last ? last.off + last.len : 0;
+    let prev = -1;
     for (const e of extents) {
-      this.punch(ino, e.off, e.off + e.len);
-      const id = this.chunkIdOf(e.hash);
+      if (e.off < stored || e.off < prev) {
+        this.punch(ino, e.off, e.off + e.len);
+        stored = Math.max(stored, e.off + e.len);
+      }
+      prev = e.off + e.len;
+      const id = ids?.get(e.hash.toString('latin1')) ?? this.chunkIdOf(e.hash);
       this.st.insExt.run(ino, e.off, e.len, id, e.chunkOff);
       this.st.addRef.run(1, id);
     }

@@ -392,10 +392,17 @@ export class Filesystem implements FsOps {
     const fileSize = st ? st.size : this.inodeRow(ino).size;
     if (offset >= fileSize || size <= 0) return Buffer.alloc(0);
     const end = Math.min(fileSize, offset + size);
-    const out = Buffer.alloc(end - offset);
     // Everything that decides what the bytes are is captured before the first await, so a
     // flush that commits meanwhile cannot make this read mix old and new views.
     const extents = this.meta.readMap(ino, offset, end);
+    // Only the holes between extents need zeros; chunk bytes cover the rest.
+    const out = Buffer.allocUnsafe(end - offset);
+    let covered = offset;
+    for (const e of extents) {
+      if (e.off > covered) out.fill(0, covered - offset, Math.min(e.off, end) - offset);
+      covered = Math.max(covered, Math.min(e.off + e.len, end));
+    }
+    if (covered < end) out.fill(0, covered - offset);
     const flushing = st ? st.flushing.slice() : [];
     const dirtyCopy = st && !st.dirty.empty ? Buffer.alloc(end - offset) : null;
     const dirtyMask = dirtyCopy ? this.snapshotDirty(st!.dirty, offset, end, dirtyCopy) : null;
@@ -415,7 +422,10 @@ export class Filesystem implements FsOps {
         const plain = plains[index.get(e.chunk)!];
         const from = Math.max(e.off, offset);
         const to = Math.min(e.off + e.len, end);
-        plain.copy(out, from - offset, e.chunkOff + (from - e.off), e.chunkOff + (to - e.off));
+        // out was not zeroed: a chunk shorter than its extent must not leave old memory in it.
+        if (plain.copy(out, from - offset, e.chunkOff + (from - e.off), e.chunkOff + (to - e.off)) !== to - from) {
+          throw new FsError('EIO', `chunk ${e.chunk} is shorter than its extent`);
+        }
       }
       for (const f of flushing) f.overlay(out, offset);
     } finally {

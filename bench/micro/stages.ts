@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Chunker, DEFAULT_CHUNKER, gearTable } from '../../src/chunks/cdc.ts';
-import { chunkId, openChunk, sealChunk, VolumeKeys } from '../../src/crypto/index.ts';
+import { chunkId, chunkIds, openChunk, openChunkJs, sealChunk, sealChunkJs, sealChunks, VolumeKeys } from '../../src/crypto/index.ts';
 import { Metadata, ROOT_INO, S_IFREG } from '../../src/meta/metadata.ts';
 import { computePQ } from '../../src/raid/gf.ts';
 
@@ -45,16 +45,32 @@ for (const [name, native] of [['chunker (keyed FastCDC 16/64/256 KiB, C)', true]
   }), 'MB/s');
 }
 const n = Math.ceil(per / CHUNK);
-line('chunk id (HMAC-SHA256, 64 KiB)', bestOf3(n * CHUNK, () => {
+// What the ingest workers run: one C call for a piece's ids and one for its envelopes
+// (native/hoardfs_aead.c); the per-chunk node:crypto calls are the reference and fallback.
+const piece = Buffer.concat(bufs);
+const offs = bufs.map((_, i) => i * CHUNK);
+const lens = bufs.map(() => CHUNK);
+const rounds = Math.ceil(n / 64);
+line('chunk ids (HMAC-SHA256, 64 KiB chunks, C batch)', bestOf3(rounds * piece.length, () => {
+  for (let r = 0; r < rounds; r++) chunkIds(keys, piece, offs, lens);
+}), 'MB/s');
+line('chunk id (same, node:crypto per chunk)', bestOf3(n * CHUNK, () => {
   for (let i = 0; i < n; i++) chunkId(keys, bufs[i % 64]!);
 }), 'MB/s');
+const ids = chunkIds(keys, piece, offs, lens);
+line('AEAD seal (AES-256-GCM envelopes, 64 KiB chunks, C batch)', bestOf3(rounds * piece.length, () => {
+  for (let r = 0; r < rounds; r++) sealChunks(keys, piece, offs, lens, ids);
+}), 'MB/s');
 const id = chunkId(keys, bufs[0]!);
-line('AEAD seal (AES-256-GCM envelope, 64 KiB)', bestOf3(n * CHUNK, () => {
-  for (let i = 0; i < n; i++) sealChunk(keys, id, bufs[i % 64]!);
+line('AEAD seal (same, node:crypto per chunk)', bestOf3(n * CHUNK, () => {
+  for (let i = 0; i < n; i++) sealChunkJs(keys, id, bufs[i % 64]!);
 }), 'MB/s');
 const env = sealChunk(keys, id, bufs[0]!);
-line('AEAD open (64 KiB)', bestOf3(n * CHUNK, () => {
+line('AEAD open (64 KiB, C)', bestOf3(n * CHUNK, () => {
   for (let i = 0; i < n; i++) openChunk(keys, id, env);
+}), 'MB/s');
+line('AEAD open (same, node:crypto)', bestOf3(n * CHUNK, () => {
+  for (let i = 0; i < n; i++) openChunkJs(keys, id, env);
 }), 'MB/s');
 {
   const strip = 64 * 1024;

@@ -223,6 +223,8 @@ export class RaidArray {
   readonly layout: Required<LayoutSpec>;
   readonly rows: number;
   readonly rowDataBytes: number;
+  /** Parity and short-strip buffers by strip height, for writeRow. */
+  private readonly scratch = new Map<number, Buffer[]>();
   readonly volumeId: Buffer;
   /** Called after a device has been faulted (and a spare, if any, put in its slot). */
   onFault?: (slot: number) => void;
@@ -746,15 +748,23 @@ export class RaidArray {
     const h = this.heightFor(data.length);
     // Unaligned input would push computePQ onto its byte-at-a-time path.
     const src = data.byteOffset & 3 ? Buffer.from(data) : data;
-    let zero: Buffer | undefined; // only a short row has empty strips
+    // Parity and the strip a short row ends in come from scratch buffers used again after the
+    // writes: a fresh pair per row was most of what pushed V8 into its GCs while writing.
+    const scratch: Buffer[] = [];
+    const take = () => {
+      const b = this.scratch.get(h)?.pop() ?? Buffer.allocUnsafe(h);
+      scratch.push(b);
+      return b;
+    };
     const strips: Buffer[] = [];
     for (let j = 0; j < this.geo.dataStrips; j++) {
       const s = j * h;
       if (s + h <= src.length) strips.push(src.subarray(s, s + h));
-      else if (s >= src.length) strips.push((zero ??= Buffer.alloc(h)));
+      else if (s >= src.length) strips.push(h <= ZERO_CHUNK.length ? ZERO_CHUNK.subarray(0, h) : Buffer.alloc(h));
       else {
-        const b = Buffer.alloc(h);
+        const b = take();
         src.copy(b, 0, s);
+        b.fill(0, src.length - s);
         strips.push(b);
       }
     }
@@ -766,8 +776,8 @@ export class RaidArray {
       if (g.kind === 'mirror') bufs.fill(ds[0]);
       else map.data.forEach((mi, k) => (bufs[mi] = ds[k]));
       if (g.kind === 'parity') {
-        const p = Buffer.allocUnsafe(h);
-        const q = g.nparity === 2 ? Buffer.allocUnsafe(h) : null;
+        const p = take();
+        const q = g.nparity === 2 ? take() : null;
         computePQ(ds, p, q);
         bufs[map.p] = p;
         if (q) bufs[map.q] = q;
@@ -777,18 +787,25 @@ export class RaidArray {
         if (this.writable(m)) writes.push({ m, buf: bufs[mi] });
       });
     }
-    await this.withRowLock(row, async () => {
-      const res = await Promise.allSettled(
-        writes.map((w) => (w.m.io ? w.m.io.write(w.buf, this.pos(row)) : Promise.reject(ioError('EIO', 'device closed')))),
-      );
-      const fails: { m: Member; err: unknown }[] = [];
-      res.forEach((r, i) => {
-        const m = writes[i].m;
-        if (r.status === 'rejected') fails.push({ m, err: r.reason });
-        else if (m.state === 'REBUILDING') m.written.add(row);
+    try {
+      await this.withRowLock(row, async () => {
+        const res = await Promise.allSettled(
+          writes.map((w) => (w.m.io ? w.m.io.write(w.buf, this.pos(row)) : Promise.reject(ioError('EIO', 'device closed')))),
+        );
+        const fails: { m: Member; err: unknown }[] = [];
+        res.forEach((r, i) => {
+          const m = writes[i].m;
+          if (r.status === 'rejected') fails.push({ m, err: r.reason });
+          else if (m.state === 'REBUILDING') m.written.add(row);
+        });
+        await this.handleWriteFailures(fails);
       });
-      await this.handleWriteFailures(fails);
-    });
+    } finally {
+      // Every device write has settled: nothing holds the scratch buffers any more.
+      let free = this.scratch.get(h);
+      if (!free) this.scratch.set(h, (free = []));
+      for (const b of scratch) if (free.length < 32) free.push(b);
+    }
     return h;
   }
 

@@ -71,6 +71,11 @@ enum {
 #define MF_NO_SECURITY_CAPABILITY 2
 #define MF_POSIX_ACL 4
 #define MF_MAIN_LOOP 8
+/* With MF_MAIN_LOOP: a write's payload reaches JS as a view of the receive buffer, valid only
+ * during the dispatch call (the next request overwrites it), instead of a malloc'd copy handed
+ * over as an external Buffer. The filesystem copies what it keeps; what it saves is a copy and,
+ * more, the 1 MiB of external memory per write that kept pushing V8 into full GCs. */
+#define MF_BORROW_WRITES 16
 /* Largest request: FUSE_MAX_MAX_PAGES (256) pages of payload plus headers. */
 #define RBUF_SIZE ((1u << 20) + (64u << 10))
 
@@ -100,6 +105,7 @@ typedef struct hmount {
    * batch is being dispatched (NULL otherwise: requests then go through the tsfn). */
   uv_poll_t *poll;
   char *rbuf;
+  napi_ref rbuf_ref; /* MF_BORROW_WRITES: an ArrayBuffer over rbuf, which then owns it */
   napi_env env;
   napi_ref dispatch_ref;
   napi_async_context actx;
@@ -115,6 +121,7 @@ typedef struct hreq {
   const char *s1; size_t s1len; /* name, link target, xattr name */
   const char *s2; size_t s2len; /* new name, link name, xattr value */
   char *data; size_t datalen;   /* write payload; ownership passes to an external Buffer */
+  size_t borrowed_off; int borrowed; /* MF_BORROW_WRITES: the payload is rbuf[off, off + len) */
   size_t nforgets;
   struct fuse_forget_data *forgets;
   char tail[];
@@ -134,6 +141,8 @@ static hreq_t *hreq_new(int op, fuse_req_t req, const char *s1, size_t s1len, co
   r->s2len = s2len;
   r->data = NULL;
   r->datalen = 0;
+  r->borrowed = 0;
+  r->borrowed_off = 0;
   r->nforgets = 0;
   r->forgets = NULL;
   if (s1) { memcpy(r->tail, s1, s1len); r->s1 = r->tail; }
@@ -352,11 +361,18 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   NEW_OR_FAIL(r, hreq_new(OP_WRITE, req, NULL, 0, NULL, 0, 0));
-  /* `buf` points into this worker's receive buffer, which is reused for the next request:
-   * copy once here, off the JS thread, and hand the copy to JS as an external Buffer. */
-  r->data = malloc(size ? size : 1);
-  if (!r->data) { free(r); fuse_reply_err(req, ENOMEM); return; }
-  memcpy(r->data, buf, size);
+  hmount_t *m = M(req);
+  if (m->rbuf_ref && m->cur_cb && buf >= m->rbuf && buf + size <= m->rbuf + RBUF_SIZE) {
+    /* Dispatched right now on this thread, before rbuf is read into again. */
+    r->borrowed = 1;
+    r->borrowed_off = (size_t)(buf - m->rbuf);
+  } else {
+    /* `buf` points into this worker's receive buffer, which is reused for the next request:
+     * copy once here, off the JS thread, and hand the copy to JS as an external Buffer. */
+    r->data = malloc(size ? size : 1);
+    if (!r->data) { free(r); fuse_reply_err(req, ENOMEM); return; }
+    memcpy(r->data, buf, size);
+  }
   r->datalen = size;
   r->a[A_INO].d = (double)ino;
   SET_FI(r, fi);
@@ -572,6 +588,22 @@ static void on_fuse_readable(uv_poll_t *h, int status, int events) {
 
 static void free_poll(uv_handle_t *h) { free(h); }
 
+static void free_rbuf(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  free(data);
+}
+
+/* rbuf goes with its ArrayBuffer when there is one (freed by GC), else now. */
+static void release_rbuf(napi_env env, hmount_t *m) {
+  if (m->rbuf_ref) {
+    napi_delete_reference(env, m->rbuf_ref);
+    m->rbuf_ref = NULL;
+  } else {
+    free(m->rbuf);
+  }
+  m->rbuf = NULL;
+}
+
 /* ---------- JS thread side ---------- */
 
 #define CHECK(call)                                                                \
@@ -668,7 +700,11 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       argc = 3;
       break;
     case OP_WRITE:
-      if (napi_create_external_buffer(env, r->datalen, r->data, free_external, NULL, &argv[2]) ==
+      if (r->borrowed) {
+        napi_value ab;
+        napi_get_reference_value(env, m->rbuf_ref, &ab);
+        napi_create_typedarray(env, napi_uint8_array, r->datalen, ab, r->borrowed_off, &argv[2]);
+      } else if (napi_create_external_buffer(env, r->datalen, r->data, free_external, NULL, &argv[2]) ==
           napi_ok) {
         r->data = NULL; /* owned by the Buffer now */
       } else {
@@ -1006,6 +1042,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     m->env = env;
     m->rbuf = malloc(RBUF_SIZE);
     m->poll = malloc(sizeof *m->poll);
+    if (m->rbuf && (flags & MF_BORROW_WRITES)) {
+      /* The ArrayBuffer owns rbuf from here on: a view JS kept by mistake stays valid memory. */
+      napi_value ab;
+      if (napi_create_external_arraybuffer(env, m->rbuf, RBUF_SIZE, free_rbuf, NULL, &ab) == napi_ok &&
+          napi_create_reference(env, ab, 1, &m->rbuf_ref) != napi_ok)
+        m->rbuf_ref = NULL;
+    }
     if (!m->rbuf || !m->poll || napi_get_uv_event_loop(env, &loop) != napi_ok ||
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
         napi_create_reference(env, argv[3], 1, &m->dispatch_ref) != napi_ok ||
@@ -1034,8 +1077,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < nargs; i++) free(fargv[i]);
   free(fargv);
   if (err) {
-    free(m->rbuf);
-    m->rbuf = NULL;
+    release_rbuf(env, m);
     if (m->se) fuse_session_destroy(m->se);
     if (m->tsfn) {
       m->se_destroyed = 1;
@@ -1077,8 +1119,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   m->dispatch_ref = NULL;
   if (m->actx) napi_async_destroy(env, m->actx);
   m->actx = NULL;
-  free(m->rbuf);
-  m->rbuf = NULL;
+  release_rbuf(env, m);
   /* The mt loop clears the exited flag on its way out; set it again so that replies arriving
    * after this point fail quietly instead of printing "fuse: writing device". */
   fuse_session_exit(m->se);

@@ -68,6 +68,11 @@ export class SharedBuffers {
     return Buffer.from(sab, 0, len);
   }
 
+  /** memcpy (into shared memory at memory speed). */
+  copy(dst: Buffer, at: number, src: Buffer): void {
+    copyInto(dst, at, src);
+  }
+
   /** The parts back to back in one buffer from take(), copied at memory speed. */
   assemble(parts: Buffer[], len: number): Buffer {
     const out = this.take(len);

@@ -462,7 +462,8 @@ export class Filesystem implements FsOps {
     if (data.length === 0) return 0;
     this.reserveSpace(data.length);
     const before = st.dirty.bytes;
-    st.dirty.write(off, data);
+    // A copy: data may be the FUSE binding's receive buffer (borrowWrites), reused after this.
+    st.dirty.writeCopy(off, data, this.batchBuffers, this.dirtyLimit + (8 << 20));
     this.dirtyBytes += st.dirty.bytes - before;
     if (off + data.length > st.size) st.size = off + data.length;
     st.mtime = nowNs();

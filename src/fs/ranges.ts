@@ -1,12 +1,60 @@
 // Buffered, not yet stored file data: a sorted set of non-overlapping byte ranges.
-// Sequential writes (the common case) append a Buffer to the last range without copying.
+// Writes are copied in (the caller's buffer may be reused as soon as write returns); a range that
+// grows past ACCUMULATE_FROM gathers its bytes in one piece of pooled shared memory, which its
+// batch then hands to the ingest workers as it is.
+
+/** Where buffered bytes are gathered: shared memory lent by a pool, and memcpy into it. */
+export interface Accumulators {
+  take(len: number): Buffer;
+  copy(dst: Buffer, at: number, src: Buffer): void;
+}
+
+const ACCUMULATE_FROM = 1 << 20;
 
 export class Range {
+  /** The pooled buffer this range appends into, and the view of it that is the range's last part. */
+  private acc: Buffer | null = null;
+  private accView: Buffer | null = null;
+
   constructor(
     public off: number,
     public parts: Buffer[],
     public len: number,
   ) {}
+
+  /**
+   * Appends a copy of data, into the range's accumulator when it has one with room or the range
+   * is now large enough to start one (of accBytes). False when the range stays small: the caller
+   * stores a plain copy.
+   */
+  appendCopy(data: Buffer, pool: Accumulators, accBytes: number): boolean {
+    const last = this.parts.length - 1;
+    const view = this.accView;
+    if (this.acc && view && this.parts[last] === view && view.length + data.length <= this.acc.length) {
+      pool.copy(this.acc, view.length, data);
+      this.parts[last] = this.accView = this.acc.subarray(0, view.length + data.length);
+    } else {
+      if (this.len + data.length < ACCUMULATE_FROM) return false;
+      // A new accumulator. The range's first one takes in what the range holds so far, so that
+      // the range stays one piece; later ones (a range that outgrew one) start empty, or every
+      // append past the end would copy the whole range again.
+      const acc = pool.take(Math.max(accBytes, data.length));
+      let at = 0;
+      if (!this.acc && this.len + data.length <= acc.length) {
+        for (const p of this.parts) {
+          pool.copy(acc, at, p);
+          at += p.length;
+        }
+        this.parts = [];
+      }
+      pool.copy(acc, at, data);
+      this.acc = acc;
+      this.accView = acc.subarray(0, at + data.length);
+      this.parts.push(this.accView);
+    }
+    this.len += data.length;
+    return true;
+  }
 
   get end(): number {
     return this.off + this.len;
@@ -49,6 +97,18 @@ export class Ranges {
     return this.list.length ? this.list[this.list.length - 1].end : 0;
   }
 
+  /** Writes a copy of data: appends gather in accumulators, anything else is a plain copy. */
+  writeCopy(off: number, data: Buffer, pool: Accumulators, accBytes: number): void {
+    if (data.length === 0) return;
+    const last = this.list[this.list.length - 1];
+    if (last && last.end === off && last.appendCopy(data, pool, accBytes)) {
+      this.bytes += data.length;
+      return;
+    }
+    this.write(off, Buffer.from(data));
+  }
+
+  /** Writes data, which the ranges keep: the caller must not change it afterwards. */
   write(off: number, data: Buffer): void {
     if (data.length === 0) return;
     const end = off + data.length;

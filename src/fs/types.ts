@@ -105,6 +105,7 @@ export interface FsOps {
   create(parent: Ino, name: Buffer, mode: number, flags: number, ctx: Ctx): Answer<{ entry: Entry; open: OpenResult }>;
   read(ino: Ino, fh: number, size: number, offset: number): Answer<Buffer>;
   /** Returns the number of bytes written (all of them unless an error is thrown). */
+  /** data may be reused by the caller once write returns or first awaits: keep a copy. */
   write(ino: Ino, fh: number, data: Buffer, offset: number, flags: number): Answer<number>;
   flush(ino: Ino, fh: number): Answer<void>;
   release(ino: Ino, fh: number): Answer<void>;

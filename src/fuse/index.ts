@@ -33,7 +33,7 @@ import {
   A_UMASK,
   A_X,
   A_ATIME,
-  MF_NO_SECURITY_CAPABILITY, MF_POSIX_ACL, MF_MAIN_LOOP,
+  MF_NO_SECURITY_CAPABILITY, MF_POSIX_ACL, MF_MAIN_LOOP, MF_BORROW_WRITES,
   MF_WRITEBACK,
   OP,
   R,
@@ -79,6 +79,12 @@ export interface MountOptions {
    * filesystem holds no file capability at mount.
    */
   noSecurityCapability?: boolean;
+  /**
+   * write() gets a view of the binding's receive buffer, valid only until write() returns or
+   * first awaits, instead of a Buffer of its own: set it only for a filesystem whose write()
+   * copies what it keeps at once. Saves a copy and 1 MiB of external memory per write.
+   */
+  borrowWrites?: boolean;
   /**
    * Seconds the kernel may cache attributes returned by getattr/setattr (Attr has no timeout of
    * its own; lookup/create/mkdir/... use Entry.attrTimeout). Default 1.
@@ -357,7 +363,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
     resolveEnded();
   };
 
-  const dispatch = (op: number, req: ReqId, a?: Buffer | string, b?: Buffer): void => {
+  const dispatch = (op: number, req: ReqId, a?: Buffer | Uint8Array | string, b?: Buffer): void => {
     const ino = A[A_INO]!;
     switch (op) {
       case OP.GETATTR: {
@@ -379,7 +385,9 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
         const fh = A[A_FH]!;
         const off = A[A_OFF]!;
         const flags = A[A_FLAGS]!;
-        run(req, op, () => fs.write(ino, fh, a as Buffer, off, flags), (req, n) => {
+        // A borrowed payload arrives as a plain Uint8Array view: the same memory as a Buffer.
+        const data = Buffer.isBuffer(a) ? a : Buffer.from((a as Uint8Array).buffer, (a as Uint8Array).byteOffset, (a as Uint8Array).byteLength);
+        run(req, op, () => fs.write(ino, fh, data, off, flags), (req, n) => {
           native.replyWrite(req, n);
         });
         return;
@@ -591,7 +599,7 @@ export async function mountFs(fs: FsOps, mountpoint: string, opts: MountOptions 
   if (opts.options && opts.options.length > 0) argv.push('-o', opts.options.join(','));
   if (opts.debug) argv.push('-d');
   const flags = (opts.writebackCache ? MF_WRITEBACK : 0) | (opts.noSecurityCapability ? MF_NO_SECURITY_CAPABILITY : 0) | (opts.posixAcl ? MF_POSIX_ACL : 0) |
-    (process.env.HOARDFS_FUSE_THREADS === '1' ? 0 : MF_MAIN_LOOP);
+    (opts.borrowWrites ? MF_BORROW_WRITES : 0) | (process.env.HOARDFS_FUSE_THREADS === '1' ? 0 : MF_MAIN_LOOP);
   try {
     handle = native.mount(mountpoint, argv, flags, dispatch);
   } catch (e) {

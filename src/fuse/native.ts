@@ -98,6 +98,7 @@ export const MF_WRITEBACK = 1;
 export const MF_NO_SECURITY_CAPABILITY = 2;
 export const MF_POSIX_ACL = 4;
 export const MF_MAIN_LOOP = 8; // requests are read on the JS thread (see native/hoardfs_fuse.c)
+export const MF_BORROW_WRITES = 16; // write payloads are views of the receive buffer (see native/hoardfs_fuse.c)
 
 export type ReqId = number;
 export type Dispatch = (op: number, req: ReqId, a?: Buffer | string, b?: Buffer) => void;

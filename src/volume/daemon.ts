@@ -119,6 +119,8 @@ export async function mountVolume(o: MountOptions): Promise<RunningMount> {
       negativeTimeout: ENTRY_TIMEOUT,
       readAheadKb: 1024,
       posixAcl: true,
+      // Filesystem.write copies what it keeps before it returns or waits.
+      borrowWrites: true,
       // One request in three during small-file work was this lookup; C answers it until a file
       // capability exists on the volume (setcap passing through switches it back to the daemon).
       noSecurityCapability: !volume.meta.anyXattrNamed(Buffer.from('security.capability')),

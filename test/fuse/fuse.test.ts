@@ -416,6 +416,30 @@ describe('second mount: external unmount and in-C security.capability', () => {
     }
   });
 
+  it('borrowWrites: payloads are views of one receive buffer, and a filesystem that copies stores the right bytes', async () => {
+    const mnt4 = path.join(tmp, 'mnt4');
+    await fsp.mkdir(mnt4);
+    const memfs = new MemFs();
+    const seen = new Set<ArrayBufferLike>();
+    let plainBuffers = 0;
+    const write = memfs.write.bind(memfs);
+    memfs.write = (ino, fh, data, offset, flags) => {
+      seen.add(data.buffer);
+      if (data.buffer.byteLength === data.length) plainBuffers++;
+      return write(ino, fh, data, offset, flags); // copies before it first awaits
+    };
+    const m4 = await mountFs(memfs, mnt4, { borrowWrites: true });
+    try {
+      await sh(`head -c 5000000 /dev/urandom > ${tmp}/src && dd if=${tmp}/src of=${mnt4}/f bs=1M status=none && dd if=${tmp}/src of=${mnt4}/g bs=4k status=none`);
+      await sh(`cmp ${tmp}/src ${mnt4}/f && cmp ${tmp}/src ${mnt4}/g`);
+      assert.ok(memfs.stats.writes > 1200, `${memfs.stats.writes} writes`);
+      assert.equal(seen.size, 1, 'every payload is a view of the same receive buffer');
+      assert.equal(plainBuffers, 0);
+    } finally {
+      await withTimeout(m4.unmount(), 5000, 'unmount').catch(() => forceUnmount(mnt4));
+    }
+  });
+
   it('rejects a bad mount cleanly', async () => {
     await assert.rejects(mountFs(new MemFs(), path.join(tmp, 'does-not-exist'), {}), /mounting/);
     await assert.rejects(mountFs(new MemFs(), tmp, { options: ['no_such_option_xyz'] }), /mounting/);

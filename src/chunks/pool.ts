@@ -49,7 +49,7 @@ export class SharedBuffers {
   private readonly reads = new Set<number>();
   private readSeq = 0;
 
-  constructor(private readonly keep = 6) {}
+  constructor(private readonly keep = 4) {}
 
   /** A buffer of exactly len bytes, over pooled memory when a pooled buffer is large enough. */
   take(len: number): Buffer {

@@ -12,7 +12,7 @@ import type { CutResult, SealResult } from '../chunks/pool.ts';
 const POOL_MIN_RANGE = 1 << 20;
 import type { AttrChange, ExtentRef, FileUpdate } from '../meta/commands.ts';
 import { Metadata, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDirMode, type InodeRow } from '../meta/metadata.ts';
-import { Ranges } from './ranges.ts';
+import { Ranges, type AccumulatorShape } from './ranges.ts';
 import { ACL_ACCESS, ACL_DEFAULT, chmodAcl, encodeAcl, equivalentToMode, inheritAcl, modeFromAcl, parseAcl } from './acl.ts';
 
 const ACL_ACCESS_NAME = Buffer.from(ACL_ACCESS);
@@ -108,6 +108,8 @@ export class Filesystem implements FsOps {
   private readonly inflight: Flight[] = [];
   private readonly inflightChunks = new Set<string>();
   private readonly batchBuffers = new SharedBuffers();
+  /** A batch takes about dirtyLimit of a file's appends; the head holds a handed-back tail. */
+  private readonly accumulator: AccumulatorShape;
   /** Settles when every batch taken so far has committed or failed; never rejects. */
   private commitTail: Promise<void> = Promise.resolve();
   private exclusiveTail: Promise<unknown> = Promise.resolve();
@@ -125,6 +127,7 @@ export class Filesystem implements FsOps {
     this.meta = meta;
     this.store = store;
     this.dirtyLimit = o.dirtyLimit ?? Number(process.env.HOARDFS_DIRTY_MIB ?? 16) * 1024 * 1024;
+    this.accumulator = { bytes: this.dirtyLimit + (4 << 20), head: store.chunker.params.max, from: 1 << 20 };
     this.entryTimeout = o.entryTimeout ?? 1;
     this.attrTimeout = o.attrTimeout ?? 1;
     this.log = o.log ?? (() => {});
@@ -463,7 +466,7 @@ export class Filesystem implements FsOps {
     this.reserveSpace(data.length);
     const before = st.dirty.bytes;
     // A copy: data may be the FUSE binding's receive buffer (borrowWrites), reused after this.
-    st.dirty.writeCopy(off, data, this.batchBuffers, this.dirtyLimit + (8 << 20));
+    st.dirty.writeCopy(off, data, this.batchBuffers, this.accumulator);
     this.dirtyBytes += st.dirty.bytes - before;
     if (off + data.length > st.size) st.size = off + data.length;
     st.mtime = nowNs();
@@ -628,8 +631,9 @@ export class Filesystem implements FsOps {
           // The uncut tail goes back under whatever was written meanwhile; bytes overwritten
           // since are no longer buffered twice.
           const before = job.st.dirty.bytes;
-          // A copy: the batch's buffer goes back to the pool when it commits.
-          job.st.dirty.writeUnder(job.off + pos, Buffer.from(job.data.subarray(pos)));
+          // A copy: the batch's buffer goes back to the pool when it commits. It usually goes in
+          // front of the writes since, into their accumulator.
+          job.st.dirty.writeUnder(job.off + pos, Buffer.from(job.data.subarray(pos)), this.batchBuffers);
           this.dirtyBytes -= job.data.length - pos - (job.st.dirty.bytes - before);
         }
         if (pos > 0) f.flushedEndOf.set(job.ino, Math.max(f.flushedEndOf.get(job.ino) ?? 0, job.off + pos));

@@ -1,7 +1,7 @@
 // Buffered, not yet stored file data: a sorted set of non-overlapping byte ranges.
 // Writes are copied in (the caller's buffer may be reused as soon as write returns); a range that
-// grows past ACCUMULATE_FROM gathers its bytes in one piece of pooled shared memory, which its
-// batch then hands to the ingest workers as it is.
+// grows large gathers its bytes in one piece of pooled shared memory, which its batch then hands
+// to the ingest workers as it is.
 
 /** Where buffered bytes are gathered: shared memory lent by a pool, and memcpy into it. */
 export interface Accumulators {
@@ -9,10 +9,21 @@ export interface Accumulators {
   copy(dst: Buffer, at: number, src: Buffer): void;
 }
 
-const ACCUMULATE_FROM = 1 << 20;
+/** Accumulator sizes: bytes after the range's start, and room kept in front of it. */
+export interface AccumulatorShape {
+  bytes: number;
+  /**
+   * A batch hands the uncut tail of a file being written back in front of what was written
+   * since (at most one chunk): with this much room it goes into the same accumulator, and the
+   * range stays one piece for its batch.
+   */
+  head: number;
+  /** A range starts gathering in an accumulator once it holds this much. */
+  from: number;
+}
 
 export class Range {
-  /** The pooled buffer this range appends into, and the view of it that is the range's last part. */
+  /** The pooled buffer this range gathers in, and the view of it that is the range's last part. */
   private acc: Buffer | null = null;
   private accView: Buffer | null = null;
 
@@ -24,34 +35,48 @@ export class Range {
 
   /**
    * Appends a copy of data, into the range's accumulator when it has one with room or the range
-   * is now large enough to start one (of accBytes). False when the range stays small: the caller
-   * stores a plain copy.
+   * is now large enough to start one. False when the range stays small: the caller stores a
+   * plain copy.
    */
-  appendCopy(data: Buffer, pool: Accumulators, accBytes: number): boolean {
+  appendCopy(data: Buffer, pool: Accumulators, shape: AccumulatorShape): boolean {
     const last = this.parts.length - 1;
+    const acc = this.acc;
     const view = this.accView;
-    if (this.acc && view && this.parts[last] === view && view.length + data.length <= this.acc.length) {
-      pool.copy(this.acc, view.length, data);
-      this.parts[last] = this.accView = this.acc.subarray(0, view.length + data.length);
+    if (acc && view && this.parts[last] === view && view.byteOffset + view.length + data.length <= acc.length) {
+      pool.copy(acc, view.byteOffset + view.length, data);
+      this.parts[last] = this.accView = acc.subarray(view.byteOffset, view.byteOffset + view.length + data.length);
     } else {
-      if (this.len + data.length < ACCUMULATE_FROM) return false;
+      if (this.len + data.length < shape.from) return false;
       // A new accumulator. The range's first one takes in what the range holds so far, so that
       // the range stays one piece; later ones (a range that outgrew one) start empty, or every
       // append past the end would copy the whole range again.
-      const acc = pool.take(Math.max(accBytes, data.length));
-      let at = 0;
-      if (!this.acc && this.len + data.length <= acc.length) {
+      const fresh = pool.take(shape.head + Math.max(shape.bytes, data.length));
+      let at = shape.head;
+      if (!acc && shape.head + this.len + data.length <= fresh.length) {
         for (const p of this.parts) {
-          pool.copy(acc, at, p);
+          pool.copy(fresh, at, p);
           at += p.length;
         }
         this.parts = [];
       }
-      pool.copy(acc, at, data);
-      this.acc = acc;
-      this.accView = acc.subarray(0, at + data.length);
+      pool.copy(fresh, at, data);
+      this.acc = fresh;
+      this.accView = fresh.subarray(shape.head, at + data.length);
       this.parts.push(this.accView);
     }
+    this.len += data.length;
+    return true;
+  }
+
+  /** Puts a copy of data (which ends where this range starts) in front, in place when it fits. */
+  prependInPlace(data: Buffer, pool: Accumulators): boolean {
+    const acc = this.acc;
+    const view = this.accView;
+    if (!acc || !view || this.parts.length !== 1 || this.parts[0] !== view || view.byteOffset < data.length) return false;
+    const start = view.byteOffset - data.length;
+    pool.copy(acc, start, data);
+    this.parts[0] = this.accView = acc.subarray(start, view.byteOffset + view.length);
+    this.off -= data.length;
     this.len += data.length;
     return true;
   }
@@ -98,18 +123,21 @@ export class Ranges {
   }
 
   /** Writes a copy of data: appends gather in accumulators, anything else is a plain copy. */
-  writeCopy(off: number, data: Buffer, pool: Accumulators, accBytes: number): void {
+  writeCopy(off: number, data: Buffer, pool: Accumulators, shape: AccumulatorShape): void {
     if (data.length === 0) return;
     const last = this.list[this.list.length - 1];
-    if (last && last.end === off && last.appendCopy(data, pool, accBytes)) {
+    if (last && last.end === off && last.appendCopy(data, pool, shape)) {
       this.bytes += data.length;
       return;
     }
     this.write(off, Buffer.from(data));
   }
 
-  /** Writes data, which the ranges keep: the caller must not change it afterwards. */
-  write(off: number, data: Buffer): void {
+  /**
+   * Writes data, which the ranges keep: the caller must not change it afterwards. With pool, data
+   * that ends where a range gathering in an accumulator starts is copied in front of it instead.
+   */
+  write(off: number, data: Buffer, pool?: Accumulators): void {
     if (data.length === 0) return;
     const end = off + data.length;
     const list = this.list;
@@ -137,6 +165,10 @@ export class Ranges {
     while (j < list.length && list[j].off <= end) j++;
     if (j === lo) {
       list.splice(lo, 0, new Range(off, [data], data.length));
+      this.bytes += data.length;
+      return;
+    }
+    if (pool && j === lo + 1 && list[lo].off === end && list[lo].prependInPlace(data, pool)) {
       this.bytes += data.length;
       return;
     }
@@ -182,7 +214,7 @@ export class Ranges {
    * Buffers only the bytes of [off, off + data.length) that hold nothing yet: older data going
    * back under newer writes (a flush handing back what it did not store).
    */
-  writeUnder(off: number, data: Buffer): void {
+  writeUnder(off: number, data: Buffer, pool?: Accumulators): void {
     const end = off + data.length;
     const gaps: [number, number][] = [];
     let at = off;
@@ -194,7 +226,7 @@ export class Ranges {
       if (at >= end) break;
     }
     if (at < end) gaps.push([at, end]);
-    for (const [a, b] of gaps) this.write(a, data.subarray(a - off, b - off));
+    for (const [a, b] of gaps) this.write(a, data.subarray(a - off, b - off), pool);
   }
 
   private overlapsAny(lo: number, hi: number, off: number, end: number): boolean {

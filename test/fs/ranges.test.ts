@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ranges } from '../../src/fs/ranges.ts';
+import { SharedBuffers } from '../../src/chunks/store.ts';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -15,6 +16,9 @@ function rng(seed: number): () => number {
 test('Ranges matches a byte-array model under random writes, writes under, truncates and overlays', () => {
   const r = rng(Number(process.env.HOARDFS_SEED ?? 7));
   const SIZE = 4096;
+  // Small accumulators, so that appends gather, outgrow them and take tails in front.
+  const pool = new SharedBuffers();
+  const shape = { bytes: 700, head: 64, from: 200 };
   for (let round = 0; round < 200; round++) {
     const ranges = new Ranges();
     const model = new Int16Array(SIZE).fill(-1); // -1: not buffered
@@ -32,11 +36,16 @@ test('Ranges matches a byte-array model under random writes, writes under, trunc
         const data = Buffer.alloc(len);
         for (let i = 0; i < len; i++) data[i] = Math.floor(r() * 256);
         if (r() < 0.25) {
-          ranges.writeUnder(off, data);
+          ranges.writeUnder(off, data, r() < 0.5 ? pool : undefined);
           for (let i = 0; i < len; i++) if (model[off + i] < 0) model[off + i] = data[i];
-        } else {
+        } else if (r() < 0.5) {
           ranges.write(off, data);
           for (let i = 0; i < len; i++) model[off + i] = data[i];
+        } else {
+          // A copy: the caller's buffer is reused at once (as the FUSE receive buffer is).
+          ranges.writeCopy(off, data, pool, shape);
+          for (let i = 0; i < len; i++) model[off + i] = data[i];
+          data.fill(0x5a);
         }
       } else {
         const size = Math.floor(r() * SIZE);

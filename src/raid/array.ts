@@ -849,14 +849,19 @@ export class RaidArray {
     }
   }
 
-  async readRange(row: number, height: number, offset: number, length: number, verify?: Verify): Promise<Buffer> {
+  /**
+   * Reads [offset, offset + length) of a row's data. into (exactly length long) is where the
+   * bytes go instead of a new buffer: every byte of it is written before this resolves.
+   */
+  async readRange(row: number, height: number, offset: number, length: number, verify?: Verify, into?: Buffer): Promise<Buffer> {
     this.assertOpen();
     this.validateRow(row, height);
     const h = height;
     const span = this.geo.dataStrips * h;
     if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > span)
       throw new RangeError(`range [${offset}, +${length}) outside the row's ${span} data bytes`);
-    const out = Buffer.alloc(length);
+    if (into && into.length !== length) throw new RangeError(`readRange: into is ${into.length} bytes, not ${length}`);
+    const out = into ?? Buffer.alloc(length);
     if (length === 0) return out;
 
     const byGroup = new Map<number, Piece[]>();

@@ -9,7 +9,7 @@
 //   key      = HMAC-SHA256(sealKey, id),  id = HMAC-SHA256(idKey, data)
 //   the zeros pad le32(len) || data to Padmé(len + 4).
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <node_api.h>
+#include "hoardfs_args.h"
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -34,23 +34,11 @@ static uint64_t padme(uint64_t len) {
 }
 
 static int bytes_arg(napi_env env, napi_value v, uint8_t **p, size_t *n) {
-  napi_typedarray_type t;
-  napi_value ab;
-  size_t off;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &t, n, &d, &ab, &off) != napi_ok || t != napi_uint8_array) return 0;
-  *p = d;
-  return 1;
+  return typed_arg(env, v, napi_uint8_array, (void **)p, n);
 }
 
 static int f64_arg(napi_env env, napi_value v, double **p, size_t *n) {
-  napi_typedarray_type t;
-  napi_value ab;
-  size_t off;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &t, n, &d, &ab, &off) != napi_ok || t != napi_float64_array) return 0;
-  *p = d;
-  return 1;
+  return typed_arg(env, v, napi_float64_array, (void **)p, n);
 }
 
 static napi_value fail(napi_env env, const char *msg) {

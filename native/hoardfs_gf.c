@@ -3,7 +3,7 @@
 // 1.1 GB/s of data here and was the largest cost left on the daemon's main thread while writing;
 // this loop is plain C that the compiler vectorizes. Same results: test/raid checks both.
 #define _GNU_SOURCE
-#include <node_api.h>
+#include "hoardfs_args.h"
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -50,13 +50,7 @@ static void pq(const uint8_t *const *d, size_t n, size_t len, uint8_t *p, uint8_
 }
 
 static int u8(napi_env env, napi_value v, uint8_t **ptr, size_t *len) {
-  napi_typedarray_type t;
-  napi_value ab;
-  size_t off;
-  void *data;
-  if (napi_get_typedarray_info(env, v, &t, len, &data, &ab, &off) != napi_ok || t != napi_uint8_array) return 0;
-  *ptr = data;
-  return 1;
+  return typed_arg(env, v, napi_uint8_array, (void **)ptr, len);
 }
 
 // pq(strips: Uint8Array[], p: Uint8Array, q: Uint8Array | null): all the same length.

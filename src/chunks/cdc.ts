@@ -3,8 +3,7 @@
 // cannot precompute where a known file would be cut (the 2025 restic/borg fingerprinting attack);
 // padding the stored lengths (crypto layer) hides the rest.
 import { createHmac } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from '../addons.ts';
 
 type NativeCut = (data: Uint8Array, start: number, end: number, final: boolean, gear: Uint32Array, min: number, avg: number, max: number, maskS: number, maskL: number) => number;
 
@@ -13,18 +12,11 @@ type NativeCopy = (dst: Uint8Array, dstOff: number, src: Uint8Array) => void;
 let nativeCut: NativeCut | null | undefined;
 let nativeCopy: NativeCopy | null | undefined;
 
-function loadAddon(): { cut: NativeCut; copy: NativeCopy } | null {
-  try {
-    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_cdc.node', import.meta.url));
-    return createRequire(import.meta.url)(path) as { cut: NativeCut; copy: NativeCopy };
-  } catch {
-    return null; // not built: the JavaScript loop does the same work, slower
-  }
-}
+const loadCdc = () => loadAddon<{ cut: NativeCut; copy: NativeCopy }>('hoardfs_cdc');
 
 /** memcpy from the same addon (a copy into shared memory at memory speed), or null. */
 export function nativeCopier(): NativeCopy | null {
-  if (nativeCopy === undefined) nativeCopy = loadAddon()?.copy ?? null;
+  if (nativeCopy === undefined) nativeCopy = loadCdc()?.copy ?? null;
   return nativeCopy;
 }
 
@@ -34,7 +26,7 @@ export function nativeCopier(): NativeCopy | null {
  */
 export function nativeCutter(): NativeCut | null {
   if (nativeCut !== undefined) return nativeCut;
-  nativeCut = process.env.HOARDFS_CDC === 'js' ? null : (loadAddon()?.cut ?? null);
+  nativeCut = process.env.HOARDFS_CDC === 'js' ? null : (loadCdc()?.cut ?? null);
   return nativeCut;
 }
 

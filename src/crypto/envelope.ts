@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from '../addons.ts';
 import { IntegrityError } from './errors.ts';
 import { chunkId, type VolumeKeys } from './keys.ts';
 
@@ -18,14 +17,7 @@ let nativeEnv: NativeEnvelopes | null | undefined;
  */
 export function nativeEnvelopes(): NativeEnvelopes | null {
   if (nativeEnv !== undefined) return nativeEnv;
-  nativeEnv = null;
-  if (process.env.HOARDFS_AEAD === 'js') return null;
-  try {
-    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_aead.node', import.meta.url));
-    nativeEnv = createRequire(import.meta.url)(path) as NativeEnvelopes;
-  } catch {
-    /* not built: node:crypto does the same work, slower */
-  }
+  nativeEnv = process.env.HOARDFS_AEAD === 'js' ? null : loadAddon<NativeEnvelopes>('hoardfs_aead');
   return nativeEnv;
 }
 

@@ -2,26 +2,18 @@
 // ISA-L: field polynomial x^8+x^4+x^3+x^2+1 (0x11D), generator {02}, Q = sum g^i * D_i with i the
 // data strip index inside its parity group. Sticking to that convention means a strip set written
 // here can be checked with md's or ISA-L's math (and their published test vectors).
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from '../addons.ts';
 
 type NativePQ = (strips: Uint8Array[], p: Uint8Array, q: Uint8Array | null) => void;
 type ReadCached = (fd: number, buf: Uint8Array, pos: number) => number;
 let nativePQ: NativePQ | null | undefined;
 let readCached: ReadCached | null | undefined;
 
-function loadAddon(): { pq: NativePQ; readCached: ReadCached } | null {
-  try {
-    const path = fileURLToPath(new URL('../../native/build/Release/hoardfs_gf.node', import.meta.url));
-    return createRequire(import.meta.url)(path) as { pq: NativePQ; readCached: ReadCached };
-  } catch {
-    return null; // not built: the JavaScript loops and the thread pool do the same work, slower
-  }
-}
+const loadGf = () => loadAddon<{ pq: NativePQ; readCached: ReadCached }>('hoardfs_gf');
 
 /** preadv2(RWF_NOWAIT) from the same addon (used by src/raid/device.ts), or null. */
 export function nativeReadCached(): ReadCached | null {
-  if (readCached === undefined) readCached = loadAddon()?.readCached ?? null;
+  if (readCached === undefined) readCached = loadGf()?.readCached ?? null;
   return readCached;
 }
 
@@ -31,7 +23,7 @@ export function nativeReadCached(): ReadCached | null {
  */
 export function nativeParity(): NativePQ | null {
   if (nativePQ !== undefined) return nativePQ;
-  nativePQ = process.env.HOARDFS_GF === 'js' ? null : (loadAddon()?.pq ?? null);
+  nativePQ = process.env.HOARDFS_GF === 'js' ? null : (loadGf()?.pq ?? null);
   return nativePQ;
 }
 

@@ -138,7 +138,8 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
 }
 
 // open(id, envelope, sealKey, out) -> plaintext length; -1 when the envelope does not
-// authenticate, -2 when its length field and size disagree, -3 when its padding is not zero. out receives le32(len) || data || zeros (envelope minus 28).
+// authenticate, -2 when its length field and size disagree, -3 when its padding is not zero.
+// out receives le32(len) || data || zeros (the envelope minus 28 bytes).
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];

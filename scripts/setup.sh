@@ -27,12 +27,12 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
 fi
 
 stale=0
-for pair in hoardfs_fuse.c:hoardfs_fuse.node hoardfs_cdc.c:hoardfs_cdc.node hoardfs_gf.c:hoardfs_gf.node; do
+for pair in hoardfs_fuse.c:hoardfs_fuse.node hoardfs_cdc.c:hoardfs_cdc.node hoardfs_gf.c:hoardfs_gf.node hoardfs_aead.c:hoardfs_aead.node; do
   src=native/${pair%%:*} out=native/build/Release/${pair##*:}
-  [[ -f $out && ! $src -nt $out && ! native/binding.gyp -nt $out ]] || stale=1
+  [[ -f $out && ! $src -nt $out && ! native/binding.gyp -nt $out && ! native/hoardfs_args.h -nt $out ]] || stale=1
 done
 if ((stale)); then
-  echo "setup: building the native addons (FUSE binding, chunker, parity)"
+  echo "setup: building the native addons (FUSE binding, chunker, parity, chunk envelopes)"
   npx node-gyp rebuild --directory native --loglevel=error >/dev/null
 fi
 
